@@ -1,0 +1,79 @@
+"""create_app(): the FastAPI application, API and web pages."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+
+from refunddesk import __version__
+from refunddesk.api import errors
+from refunddesk.api.middleware import BodyLimit, Metrics
+from refunddesk.api.ops import register_queue_metrics
+from refunddesk.api.ops import router as ops_router
+from refunddesk.bootstrap import Container, bootstrap
+from refunddesk.jobs.views import router as jobs_router
+from refunddesk.orders.views import router as orders_router
+from refunddesk.refunds.views import router as refunds_router
+from refunddesk.tracking.views import router as tracking_router
+
+log = logging.getLogger(__name__)
+
+
+def create_app(container: Container | None = None, *, inline_worker: bool = False) -> FastAPI:
+    """Build the app around a container; with inline_worker, run a worker thread beside it."""
+    container = container or bootstrap()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = None
+        if inline_worker:
+            worker = container.worker()
+            thread = threading.Thread(target=worker.run, args=(stop,), name="inline-worker",
+                                      daemon=True)
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=10)
+
+    app = FastAPI(
+        title="refunddesk", version=__version__, lifespan=lifespan,
+        description="Refund processing and refund status tracking for BPO refund desks. "
+                    "Errors are application/problem+json (RFC 9457).",
+    )
+    app.state.container = container
+    errors.install(app)
+    for router in (ops_router, orders_router, refunds_router, tracking_router, jobs_router):
+        app.include_router(router)
+    try:
+        from refunddesk.web.views import install as install_web
+    except ImportError:  # pragma: no cover - web pages are part of the package
+        pass
+    else:
+        install_web(app)
+    register_queue_metrics(container)
+    app.add_middleware(BodyLimit, limit=container.settings.max_body_bytes)
+    app.add_middleware(Metrics)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and multi-process serving: settings from the environment."""
+    import os
+
+    from refunddesk.logs import configure
+    from refunddesk.settings import get_settings
+
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format)
+    inline = os.environ.get("REFUNDDESK_INLINE_WORKER", "1") not in ("0", "false", "no")
+    return create_app(bootstrap(settings), inline_worker=inline)

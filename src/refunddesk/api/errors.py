@@ -1,0 +1,78 @@
+"""Every error leaves as application/problem+json (RFC 9457)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from refunddesk.core.errors import DomainError
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://refunddesk.dev/problems/"
+
+
+def problem(status: int, title: str, detail: str, *, code: str,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": TYPE_BASE + code, "title": title, "status": status, "detail": detail,
+            "code": code, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or (str(loc[0]) if loc else "")
+
+
+def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            return problem(400, "Malformed JSON", "the request body is not valid JSON",
+                           code="malformed_json")
+        message = str(error.get("msg", "invalid"))
+        errors.append({"field": _field(error.get("loc", ())), "message": message,
+                       "type": error.get("type")})
+    first = errors[0] if errors else {"field": "", "message": "invalid"}
+    return problem(422, "Validation failed", f"{first['field']}: {first['message']}",
+                   code="validation_failed", errors=errors)
+
+
+def _domain(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    extra: dict[str, Any] = {k: v for k, v in exc.extra.items()}
+    if exc.field:
+        extra["errors"] = [{"field": exc.field, "message": exc.detail, "type": exc.code}]
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem(exc.status, exc.title, exc.detail, code=exc.code, headers=headers, **extra)
+
+
+def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large",
+              415: "Unsupported media type", 400: "Bad request", 429: "Too many requests"}
+    title = titles.get(exc.status_code, "Error")
+    return problem(exc.status_code, title, str(exc.detail), code=title.lower().replace(" ", "_"),
+                   headers=dict(exc.headers) if exc.headers else None)
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "Internal error", "something went wrong on our side; it was logged",
+                   code="internal_error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(DomainError, _domain)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,105 @@
+"""ASGI middleware: body size limit and request metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter("refunddesk_http_requests_total", "HTTP requests",
+                   ["method", "route", "status"])
+LATENCY = Histogram("refunddesk_http_request_seconds", "HTTP request latency",
+                    ["method", "route"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25,
+                                                  .5, 1, 2.5))
+
+
+def _too_large(limit: int) -> tuple[Message, Message]:
+    body = json.dumps({"type": "https://refunddesk.dev/problems/request_too_large",
+                       "title": "Request body too large", "status": 413,
+                       "detail": f"the body may be at most {limit} bytes",
+                       "code": "request_too_large"}).encode()
+    start: Message = {"type": "http.response.start", "status": 413, "headers": [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode())]}
+    return start, {"type": "http.response.body", "body": body}
+
+
+class BodyLimit:
+    """Refuse bodies over limit bytes, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    for message in _too_large(self.limit):
+                        await send(message)
+                    return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                for message in _too_large(self.limit):
+                    await send(message)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Metrics:
+    """Count and time requests by route template (not raw path: ids would explode labels)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            REQUESTS.labels(scope["method"], path, str(status)).inc()
+            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)

@@ -1,0 +1,152 @@
+"""The worker: claims due jobs in batches and hands each batch to the handler for its kind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from prometheus_client import Counter
+from sqlalchemy.orm import Session
+
+from refunddesk.core.clock import Clock
+from refunddesk.core.ids import new_id
+from refunddesk.db.uow import Database
+from refunddesk.jobs import queue
+from refunddesk.jobs.queue import ClaimedJob
+
+log = logging.getLogger(__name__)
+
+JOBS_SETTLED = Counter("refunddesk_jobs_settled_total", "Jobs settled by outcome",
+                       ["kind", "outcome"])
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one job: done, try again later, or give up now."""
+
+    kind: str  # "done" | "retry" | "fail"
+    error: str | None = None
+
+    @classmethod
+    def done(cls) -> Outcome:
+        return cls("done")
+
+    @classmethod
+    def retry(cls, error: str) -> Outcome:
+        return cls("retry", error)
+
+    @classmethod
+    def fail(cls, error: str) -> Outcome:
+        return cls("fail", error)
+
+
+class Handler(Protocol):
+    kind: str
+
+    def __call__(self, jobs: Sequence[ClaimedJob]) -> dict[int, Outcome]: ...
+
+    def on_dead(self, session: Session, job: ClaimedJob, error: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    batch_size: int
+    poll_seconds: float
+    lease_seconds: float
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+
+
+class Worker:
+    """Runs jobs until told to stop; any number may run against one PostgreSQL."""
+
+    def __init__(self, *, db: Database, clock: Clock, handlers: Sequence[Handler],
+                 config: WorkerConfig, name: str | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.handlers = {h.kind: h for h in handlers}
+        self.config = config
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+
+    def run_once(self) -> int:
+        """Claim one batch and settle it; return how many jobs it held."""
+        now = self.clock.now()
+        with self.db.write() as session:
+            jobs = queue.claim(session, worker=self.name, now=now,
+                               lease=timedelta(seconds=self.config.lease_seconds),
+                               limit=self.config.batch_size)
+        if not jobs:
+            return 0
+        by_kind: dict[str, list[ClaimedJob]] = defaultdict(list)
+        for job in jobs:
+            by_kind[job.kind].append(job)
+        for kind, batch in by_kind.items():
+            self._run_batch(kind, batch)
+        return len(jobs)
+
+    def _run_batch(self, kind: str, batch: list[ClaimedJob]) -> None:
+        handler = self.handlers.get(kind)
+        outcomes: dict[int, Outcome]
+        if handler is None:
+            outcomes = {j.id: Outcome.fail(f"no handler for job kind {kind!r}") for j in batch}
+        else:
+            try:
+                outcomes = handler(batch)
+            except Exception as exc:  # the whole batch failed: every job retries
+                log.exception("job batch of kind %s failed", kind)
+                outcomes = {j.id: Outcome.retry(f"{type(exc).__name__}: {exc}") for j in batch}
+        self._settle(handler, batch, outcomes)
+
+    def _settle(self, handler: Handler | None, batch: list[ClaimedJob],
+                outcomes: dict[int, Outcome]) -> None:
+        now = self.clock.now()
+        with self.db.write() as session:
+            done = []
+            for job in batch:
+                outcome = outcomes.get(job.id, Outcome.retry("handler gave no outcome"))
+                JOBS_SETTLED.labels(job.kind, outcome.kind).inc()
+                if outcome.kind == "done":
+                    done.append(job.id)
+                elif outcome.kind == "retry" and job.attempts < job.max_attempts:
+                    delay = queue.backoff(job.attempts, base=self.config.backoff_base_seconds,
+                                          cap=self.config.backoff_max_seconds)
+                    queue.retry_later(session, job.id, error=outcome.error or "", now=now,
+                                      delay_seconds=delay)
+                else:
+                    error = outcome.error or "failed"
+                    log.warning("job %s (%s) is dead after %s attempts: %s", job.id, job.kind,
+                                job.attempts, error)
+                    queue.bury(session, job.id, error=error, now=now)
+                    if handler is not None:
+                        handler.on_dead(session, job, error)
+            queue.complete(session, done, worker=self.name)
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until stop is set; back off to poll_seconds when the queue is empty."""
+        log.info("worker %s started", self.name)
+        while not stop.is_set():
+            try:
+                handled = self.run_once()
+            except Exception:  # a database hiccup must not kill the worker
+                log.exception("worker loop error")
+                handled = 0
+            if handled == 0:
+                stop.wait(self.config.poll_seconds)
+        log.info("worker %s stopped", self.name)
+
+    def drain(self, max_rounds: int = 1_000_000) -> int:
+        """Run until no job is due (tests, demo loading); return how many jobs ran."""
+        total = 0
+        for _ in range(max_rounds):
+            handled = self.run_once()
+            if handled == 0:
+                break
+            total += handled
+        return total

@@ -1,0 +1,56 @@
+"""Orders: the purchases refunds are checked against."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from refunddesk.db.base import Base
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("uq_orders_tenant_external", "tenant_id", "external_id", unique=True),)
+
+    tenant_id: Mapped[str] = mapped_column(String(26), ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(100))
+    customer_email: Mapped[str] = mapped_column(String(320))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    customer_name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3))
+    shipping_minor: Mapped[int] = mapped_column(BigInteger)
+    tax_minor: Mapped[int] = mapped_column(BigInteger)
+    # What was paid: lines + shipping + tax; the ceiling of all refunds on the order.
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    payment_method: Mapped[str] = mapped_column(String(32))
+    payment_gateway: Mapped[str] = mapped_column(String(32))
+    payment_reference: Mapped[str] = mapped_column(String(200))
+    purchased_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", order_by="OrderLine.line_no", cascade="all, delete-orphan",
+        lazy="selectin",
+    )
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"]),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sku: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(300))
+    category: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+
+    order: Mapped[Order] = relationship(back_populates="lines")

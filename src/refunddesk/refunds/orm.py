@@ -1,0 +1,155 @@
+"""The Refund aggregate as stored: every state change goes through Refund.transition()."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy import event
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from prometheus_client import Counter
+
+from refunddesk.core.ids import new_id
+from refunddesk.db.base import Base
+from refunddesk.refunds.domain import EventType, RefundStatus, check_transition
+
+
+TRANSITIONS_TOTAL = Counter("refunddesk_refund_transitions_total", "Refund state changes",
+                            ["from_status", "to_status"])
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"]),
+        Index("uq_refunds_tenant_idempotency", "tenant_id", "idempotency_key", unique=True),
+        Index("ix_refunds_tenant_order", "tenant_id", "order_id"),
+        Index("ix_refunds_tenant_status", "tenant_id", "status", "id"),
+        Index("ix_refunds_tenant_created", "tenant_id", "created_at", "id"),
+        # Customers track by reference alone, across tenants, so it is unique desk-wide.
+        Index("uq_refunds_reference", "reference", unique=True),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(26))
+    reference: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    note: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    decision_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    lines: Mapped[list[RefundLine]] = relationship(
+        order_by="RefundLine.line_no", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def state(self) -> RefundStatus:
+        return RefundStatus(self.status)
+
+    def record(self, type_: EventType | str, *, actor: str, at: datetime,
+               data: dict[str, Any] | None = None,
+               from_status: str | None = None) -> RefundEvent:
+        """Append an immutable event to this refund's history."""
+        self.event_count = (self.event_count or 0) + 1
+        event = RefundEvent(
+            tenant_id=self.tenant_id,
+            refund_id=self.id,
+            seq=self.event_count,
+            id=new_id(),
+            type=str(type_),
+            from_status=from_status,
+            to_status=self.status,
+            actor=actor,
+            at=at,
+            data=data or {},
+        )
+        self.pending_events.append(event)
+        return event
+
+    def transition(self, target: RefundStatus, *, actor: str, at: datetime,
+                   data: dict[str, Any] | None = None) -> RefundEvent:
+        """Move to target if the transitions table allows it; record the move as an event."""
+        current = self.state
+        check_transition(current, target)
+        self.status = str(target)
+        self.updated_at = at
+        TRANSITIONS_TOTAL.labels(str(current), str(target)).inc()
+        return self.record(EventType.STATUS_CHANGED, actor=actor, at=at, data=data,
+                           from_status=str(current))
+
+    @property
+    def pending_events(self) -> list[RefundEvent]:
+        """Events recorded in this unit of work; the session adds them at flush (db/events)."""
+        pending: list[RefundEvent] | None = self.__dict__.get("_pending_events")
+        if pending is None:
+            pending = []
+            self.__dict__["_pending_events"] = pending
+        return pending
+
+
+class RefundLine(Base):
+    __tablename__ = "refund_lines"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "refund_id"], ["refunds.tenant_id", "refunds.id"]),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    refund_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sku: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+    condition: Mapped[str | None] = mapped_column(String(32))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class RefundEvent(Base):
+    """One immutable step in a refund's life: audit trail and customer timeline."""
+
+    __tablename__ = "refund_events"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "refund_id"], ["refunds.tenant_id", "refunds.id"]),
+        Index("uq_refund_events_tenant_refund_seq", "tenant_id", "refund_id", "seq", unique=True),
+        Index("ix_refund_events_tenant_at", "tenant_id", "at"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    refund_id: Mapped[str] = mapped_column(String(26))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+
+
+@event.listens_for(Session, "before_flush")
+def _add_recorded_events(session: Session, _ctx: object, _instances: object) -> None:
+    """Persist the events each Refund recorded, in the same transaction as its change."""
+    for obj in list(session.new) + list(session.dirty):
+        if isinstance(obj, Refund):
+            pending = obj.__dict__.get("_pending_events")
+            if pending:
+                session.add_all(pending)
+                pending.clear()

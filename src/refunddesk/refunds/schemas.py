@@ -1,0 +1,88 @@
+"""Refund request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from refunddesk.core.schemas import CurrencyCode, PositiveMinor, StrictModel
+from refunddesk.refunds.domain import Channel, Reason, RefundStatus
+
+
+class RefundLineIn(StrictModel):
+    sku: Annotated[str, Field(min_length=1, max_length=100)]
+    quantity: Annotated[int, Field(ge=1, le=100_000, strict=True)]
+    reason: Reason | None = Field(default=None, description="defaults to the refund's reason")
+    condition: Annotated[str, Field(max_length=32)] | None = None
+
+
+class RefundCreate(StrictModel):
+    order_id: Annotated[str, Field(min_length=1, max_length=100,
+                                   description="the retailer's order number (external_id)")]
+    lines: Annotated[list[RefundLineIn], Field(min_length=1, max_length=500)] | None = None
+    amount_minor: PositiveMinor | None = None
+    currency: CurrencyCode | None = Field(default=None,
+                                          description="optional; must match the order's")
+    reason: Reason
+    channel: Channel = Channel.API
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _lines_or_amount(self) -> Self:
+        if (self.lines is None) == (self.amount_minor is None):
+            raise ValueError("give either lines or amount_minor, not both and not neither")
+        if self.lines is not None:
+            skus = [line.sku for line in self.lines]
+            if len(set(skus)) != len(skus):
+                raise ValueError("each sku may appear once in a refund's lines")
+        return self
+
+
+class RejectBody(StrictModel):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class NoteBody(StrictModel):
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class RefundLinePublic(BaseModel):
+    sku: str
+    quantity: int
+    reason: str
+    condition: str | None
+    amount_minor: int
+
+
+class RefundPublic(BaseModel):
+    id: str
+    reference: str
+    status: RefundStatus
+    order_id: str = Field(description="the retailer's order number")
+    amount_minor: int
+    currency: str
+    reason: Reason
+    channel: Channel
+    note: str | None
+    lines: list[RefundLinePublic]
+    decision_reasons: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class RefundPage(BaseModel):
+    items: list[RefundPublic]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
+
+
+class RefundEventPublic(BaseModel):
+    id: str
+    seq: int
+    type: str
+    from_status: str | None
+    to_status: str
+    actor: str
+    at: datetime
+    data: dict[str, Any]

@@ -1,0 +1,50 @@
+"""One typed Settings object, read from REFUNDDESK_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of refunddesk; the README lists each with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="REFUNDDESK_", extra="ignore")
+
+    database_url: str = "sqlite:///./refunddesk.db"
+    # FULL makes every acknowledged SQLite commit survive power loss; NORMAL survives crashes only.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    db_pool_size: int = Field(default=10, ge=1)
+
+    secret_key: str | None = None  # signs session cookies; a random one per process if unset
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    auto_approve_days: int = Field(default=30, ge=0)
+    api_key_cache_seconds: float = Field(default=10.0, ge=0)
+
+    worker_batch_size: int = Field(default=200, ge=1, le=5000)
+    worker_poll_seconds: float = Field(default=0.5, gt=0)
+    worker_lease_seconds: float = Field(default=60.0, gt=0)
+    worker_concurrency: int = Field(default=16, ge=1, le=512)
+    job_max_attempts: int = Field(default=8, ge=1)
+    job_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    job_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+
+    sandbox_latency_ms: float = Field(default=0.0, ge=0)
+    sandbox_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    sandbox_error_rate: float = Field(default=0.0, ge=0, le=1)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

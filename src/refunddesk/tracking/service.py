@@ -1,0 +1,145 @@
+"""The customer's view of a refund: a plain-language timeline and an honest expected date."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from refunddesk.core.errors import NotFound
+from refunddesk.core.ids import normalize_reference
+from refunddesk.core.money import Money
+from refunddesk.orders.orm import Order
+from refunddesk.refunds.domain import EventType, RefundStatus
+from refunddesk.refunds.orm import Refund, RefundEvent
+from refunddesk.tenants.orm import Tenant
+
+# Business days from payout to money on the customer's account, by payment method.
+ARRIVAL_DAYS: dict[str, tuple[int, int]] = {
+    "card": (5, 10), "wallet": (1, 3), "bank_transfer": (1, 2), "store_credit": (0, 0),
+}
+METHOD_WORDS = {"card": "card", "wallet": "wallet", "bank_transfer": "bank account",
+                "store_credit": "store credit balance"}
+REVIEW_DAYS = 2  # business days the desk takes to review a refund by hand
+
+STATUS_LABELS = {
+    "requested": "Received", "pending_review": "In review", "awaiting_return": "Waiting for your return",
+    "return_received": "Return received", "approved": "Approved", "rejected": "Declined",
+    "processing": "Being paid", "succeeded": "Paid", "failed": "Payment problem",
+    "canceled": "Canceled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: datetime
+    status: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tracking:
+    reference: str
+    retailer: str
+    status: str
+    status_label: str
+    amount: str
+    amount_minor: int
+    currency: str
+    expected_by: date | None
+    expected_text: str
+    timeline: list[TimelineEntry]
+
+
+def add_business_days(start: date, days: int) -> date:
+    """Start plus n working days (Monday to Friday)."""
+    current = start
+    while days > 0:
+        current += timedelta(days=1)
+        if current.weekday() < 5:
+            days -= 1
+    return current
+
+
+def expected(refund: Refund, method: str, now: datetime, tz: ZoneInfo,
+             paid_at: datetime | None) -> tuple[date | None, str]:
+    """When the money should be on the customer's account, and that in words."""
+    low, high = ARRIVAL_DAYS.get(method, (5, 10))
+    words = METHOD_WORDS.get(method, "original payment method")
+    today = now.astimezone(tz).date()
+    status = refund.state
+    if status is RefundStatus.SUCCEEDED and paid_at is not None:
+        by = add_business_days(paid_at.astimezone(tz).date(), high)
+        if high == 0:
+            return by, f"Available now as {words}."
+        return by, (f"Sent to your {words}; banks take {low} to {high} business days, "
+                    f"so expect it by {by:%d %B %Y}.")
+    if status in (RefundStatus.APPROVED, RefundStatus.PROCESSING):
+        by = add_business_days(today, high + 1)
+        return by, f"Approved and being paid to your {words}: expect it by {by:%d %B %Y}."
+    if status in (RefundStatus.REQUESTED, RefundStatus.PENDING_REVIEW,
+                  RefundStatus.RETURN_RECEIVED):
+        by = add_business_days(today, REVIEW_DAYS + high + 1)
+        return by, (f"Our team decides within {REVIEW_DAYS} business days; if approved, "
+                    f"expect the money by {by:%d %B %Y}.")
+    if status is RefundStatus.AWAITING_RETURN:
+        return None, "We pay the refund once your return reaches us."
+    if status is RefundStatus.FAILED:
+        return None, "We could not pay your refund yet; our team is on it and will contact you."
+    return None, "No payment is due."
+
+
+def _text(event: RefundEvent, money: Money, method: str) -> str | None:
+    words = METHOD_WORDS.get(method, "original payment method")
+    if event.type == EventType.REQUESTED:
+        return f"We received your refund request for {money}."
+    if event.type != EventType.STATUS_CHANGED:
+        return None
+    reason = (event.data or {}).get("reason")
+    return {
+        "pending_review": "Your request is with our team for review.",
+        "awaiting_return": "Please send the items back; we refund once they arrive.",
+        "return_received": "Your return arrived.",
+        "approved": f"Your refund of {money} was approved.",
+        "rejected": f"Your refund was declined{': ' + reason if reason else ''}.",
+        "processing": f"We are sending {money} to your {words}.",
+        "succeeded": f"Your refund of {money} was paid to your {words}.",
+        "failed": "We could not pay the refund to your original payment method. "
+                  "We will contact you about another way.",
+        "canceled": "The refund was canceled.",
+    }.get(event.to_status)
+
+
+def track(session: Session, *, reference: str, email: str, now: datetime) -> Tracking:
+    """The refund with this reference, if email is its order's; the same NotFound otherwise."""
+    row = session.execute(
+        select(Refund, Order.customer_email, Order.payment_method, Tenant.name, Tenant.timezone)
+        .join(Order, (Order.tenant_id == Refund.tenant_id) & (Order.id == Refund.order_id))
+        .join(Tenant, Tenant.id == Refund.tenant_id)
+        .where(Refund.reference == normalize_reference(reference))
+    ).first()
+    stored = row[1] if row else "no-such-refund@invalid"
+    # Compare in constant time, and compare even when there is no refund, so timing tells nothing.
+    same = hmac.compare_digest(stored.strip().casefold().encode(), email.strip().casefold().encode())
+    if row is None or not same:
+        raise NotFound("no refund matches this reference and email")
+    refund, _, method, retailer, tz_name = row
+    tz = ZoneInfo(tz_name)
+    events = list(session.scalars(
+        select(RefundEvent).where(RefundEvent.tenant_id == refund.tenant_id,
+                                  RefundEvent.refund_id == refund.id)
+        .order_by(RefundEvent.seq)))
+    money = Money(refund.amount_minor, refund.currency)
+    timeline = [TimelineEntry(e.at, e.to_status, text) for e in events
+                if (text := _text(e, money, method)) is not None]
+    paid_at = next((e.at for e in reversed(events) if e.to_status == "succeeded"
+                    and e.type == EventType.STATUS_CHANGED), None)
+    by, words = expected(refund, method, now, tz, paid_at)
+    return Tracking(reference=refund.reference, retailer=retailer, status=refund.status,
+                    status_label=STATUS_LABELS[refund.status], amount=money.format(),
+                    amount_minor=refund.amount_minor, currency=refund.currency,
+                    expected_by=by, expected_text=words, timeline=timeline)
