@@ -30,12 +30,19 @@ class Container:
 
     def worker(self, name: str | None = None) -> Worker:
         s = self.settings
-        return Worker(db=self.db, clock=self.clock, handlers=self.handlers, name=name,
-                      config=WorkerConfig(
-                          batch_size=s.worker_batch_size, poll_seconds=s.worker_poll_seconds,
-                          lease_seconds=s.worker_lease_seconds,
-                          backoff_base_seconds=s.job_backoff_base_seconds,
-                          backoff_max_seconds=s.job_backoff_max_seconds))
+        return Worker(
+            db=self.db,
+            clock=self.clock,
+            handlers=self.handlers,
+            name=name,
+            config=WorkerConfig(
+                batch_size=s.worker_batch_size,
+                poll_seconds=s.worker_poll_seconds,
+                lease_seconds=s.worker_lease_seconds,
+                backoff_base_seconds=s.job_backoff_base_seconds,
+                backoff_max_seconds=s.job_backoff_max_seconds,
+            ),
+        )
 
     def close(self) -> None:
         for handler in self.handlers:
@@ -45,24 +52,41 @@ class Container:
         self.db.dispose()
 
 
-def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None,
-              gateways: list[Gateway] | None = None) -> Container:
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    gateways: list[Gateway] | None = None,
+) -> Container:
     """Build the application's object graph from settings; tests pass fakes for the ports."""
     settings = settings or get_settings()
     clock = clock or SystemClock()
     db = Database(make_engine(settings))
     registry = GatewayRegistry(
-        gateways or [SandboxGateway(latency_ms=settings.sandbox_latency_ms,
-                                    failure_rate=settings.sandbox_failure_rate,
-                                    error_rate=settings.sandbox_error_rate)],
-        default="sandbox")
+        gateways
+        or [
+            SandboxGateway(
+                latency_ms=settings.sandbox_latency_ms,
+                failure_rate=settings.sandbox_failure_rate,
+                error_rate=settings.sandbox_error_rate,
+            )
+        ],
+        default="sandbox",
+    )
     container = Container(
-        settings=settings, db=db, clock=clock, gateways=registry,
+        settings=settings,
+        db=db,
+        clock=clock,
+        gateways=registry,
         authenticator=KeyAuthenticator(cache_seconds=settings.api_key_cache_seconds),
-        intake=IntakeConfig(window_days=settings.auto_approve_days,
-                            job_max_attempts=settings.job_max_attempts),
+        intake=IntakeConfig(
+            window_days=settings.auto_approve_days, job_max_attempts=settings.job_max_attempts
+        ),
         secret_key=settings.secret_key or secrets.token_urlsafe(32),
     )
-    container.handlers.append(PayoutHandler(db=db, clock=clock, gateways=registry,
-                                            concurrency=settings.worker_concurrency))
+    container.handlers.append(
+        PayoutHandler(
+            db=db, clock=clock, gateways=registry, concurrency=settings.worker_concurrency
+        )
+    )
     return container

@@ -16,8 +16,11 @@ from refunddesk.auth.domain import Role
 from refunddesk.core.errors import DomainError
 from refunddesk.settings import get_settings
 
-app = typer.Typer(help="refunddesk: refund processing and refund status tracking.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="refunddesk: refund processing and refund status tracking.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Retailers served by this desk.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -73,22 +76,33 @@ def db_upgrade() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers_inline: Annotated[bool, typer.Option(
-        "--workers-inline/--no-workers-inline",
-        help="Run a background worker inside the server process.")] = True,
-    processes: Annotated[int, typer.Option(min=1, help="Server processes (uvicorn workers).")]
-    = 1,
+    workers_inline: Annotated[
+        bool,
+        typer.Option(
+            "--workers-inline/--no-workers-inline",
+            help="Run a background worker inside the server process.",
+        ),
+    ] = True,
+    processes: Annotated[int, typer.Option(min=1, help="Server processes (uvicorn workers).")] = 1,
 ) -> None:
     """Serve the API and web pages (migrates the database first)."""
     import uvicorn
 
     _migrate()
     os.environ["REFUNDDESK_INLINE_WORKER"] = "1" if workers_inline else "0"
-    console.print(f"refunddesk on [bold]http://{host}:{port}[/bold]  "
-                  f"(API docs at /docs; worker {'inline' if workers_inline else 'off'})")
-    uvicorn.run("refunddesk.api.app:app_from_env", factory=True, host=host, port=port,
-                workers=processes if processes > 1 else None, log_config=None,
-                access_log=False)
+    console.print(
+        f"refunddesk on [bold]http://{host}:{port}[/bold]  "
+        f"(API docs at /docs; worker {'inline' if workers_inline else 'off'})"
+    )
+    uvicorn.run(
+        "refunddesk.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes if processes > 1 else None,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @app.command()
@@ -114,8 +128,7 @@ def worker(
 @app.command()
 def demo(
     orders: Annotated[int, typer.Option(min=10, help="Orders per retailer.")] = 300,
-    if_empty: Annotated[bool, typer.Option(help="Do nothing if tenants exist already.")]
-    = False,
+    if_empty: Annotated[bool, typer.Option(help="Do nothing if tenants exist already.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed, for a repeatable data set.")] = 7,
     as_json: JsonOpt = False,
 ) -> None:
@@ -129,27 +142,33 @@ def demo(
         if if_empty and list_tenants(session):
             _emit(as_json, {"skipped": True}, "demo data already loaded; skipping")
             return
-    result = load_demo(container, orders_per_tenant=orders, seed=seed,
-                       progress=not as_json)
+    result = load_demo(container, orders_per_tenant=orders, seed=seed, progress=not as_json)
     container.close()
     if as_json:
         typer.echo(json.dumps(result))
         return
-    console.print(f"[bold]Demo loaded:[/bold] {result['refunds']} refunds across "
-                  f"{len(result['tenants'])} retailers.\n")
+    console.print(
+        f"[bold]Demo loaded:[/bold] {result['refunds']} refunds across "
+        f"{len(result['tenants'])} retailers.\n"
+    )
     console.print(f"desk admin key (sign in at /desk): {result['admin_key']}")
     for tenant in result["tenants"]:
         console.print(f"\n[bold]{tenant['name']}[/bold]  tenant id {tenant['tenant_id']}")
         for role, key in tenant["keys"].items():
             console.print(f"  {role:<14} {key}", soft_wrap=True)
     console.print()
-    console.print("Try: curl -H 'Authorization: Bearer "
-                  f"{result['tenants'][0]['keys']['integration']}' "
-                  "'http://127.0.0.1:8000/v1/refunds?limit=3'", soft_wrap=True)
+    console.print(
+        "Try: curl -H 'Authorization: Bearer "
+        f"{result['tenants'][0]['keys']['integration']}' "
+        "'http://127.0.0.1:8000/v1/refunds?limit=3'",
+        soft_wrap=True,
+    )
     if result["sample"]:
-        console.print(f"Track a refund at http://127.0.0.1:8000/track with reference "
-                      f"{result['sample']['reference']} and email {result['sample']['email']}",
-                      soft_wrap=True)
+        console.print(
+            f"Track a refund at http://127.0.0.1:8000/track with reference "
+            f"{result['sample']['reference']} and email {result['sample']['email']}",
+            soft_wrap=True,
+        )
 
 
 @tenants_app.command("create")
@@ -165,13 +184,17 @@ def tenants_create(
     container = _container()
     try:
         with container.db.write() as session:
-            tenant, key = create_tenant(session, clock=container.clock, name=name,
-                                        currency=currency, timezone=timezone)
+            tenant, key = create_tenant(
+                session, clock=container.clock, name=name, currency=currency, timezone=timezone
+            )
             tenant_id = tenant.id
     except DomainError as exc:
         _fail(exc, as_json)
-    _emit(as_json, {"tenant_id": tenant_id, "api_key": key},
-          f"tenant [bold]{name}[/bold] {tenant_id}\nintegration API key: {key}")
+    _emit(
+        as_json,
+        {"tenant_id": tenant_id, "api_key": key},
+        f"tenant [bold]{name}[/bold] {tenant_id}\nintegration API key: {key}",
+    )
 
 
 @tenants_app.command("list")
@@ -181,8 +204,10 @@ def tenants_list(as_json: JsonOpt = False) -> None:
 
     container = _container()
     with container.db.read() as session:
-        rows = [{"tenant_id": t.id, "name": t.name, "currency": t.currency,
-                 "timezone": t.timezone} for t in list_tenants(session)]
+        rows = [
+            {"tenant_id": t.id, "name": t.name, "currency": t.currency, "timezone": t.timezone}
+            for t in list_tenants(session)
+        ]
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -212,9 +237,12 @@ def keys_create(
     container = _container()
     try:
         with container.db.write() as session:
-            key = create_key(session, clock=container.clock,
-                             role=Role.ADMIN if admin else role,  # type: ignore[arg-type]
-                             tenant_id=None if admin else tenant)
+            key = create_key(
+                session,
+                clock=container.clock,
+                role=Role.ADMIN if admin else role,  # type: ignore[arg-type]
+                tenant_id=None if admin else tenant,
+            )
     except DomainError as exc:
         _fail(exc, as_json)
     _emit(as_json, {"api_key": key}, f"API key: {key}")
@@ -232,18 +260,34 @@ def jobs_list(
     container = _container()
     with container.db.read() as session:
         s = stats(session)
-        rows = [{"id": j.id, "kind": j.kind, "status": j.status, "attempts": j.attempts,
-                 "run_at": j.run_at.isoformat(), "last_error": j.last_error,
-                 "payload": j.payload} for j in list_jobs(session, status=status, limit=limit)]
+        rows: list[dict[str, Any]] = [
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "status": j.status,
+                "attempts": j.attempts,
+                "run_at": j.run_at.isoformat(),
+                "last_error": j.last_error,
+                "payload": j.payload,
+            }
+            for j in list_jobs(session, status=status, limit=limit)
+        ]
     if as_json:
-        typer.echo(json.dumps({"queued": s.queued, "running": s.running, "dead": s.dead,
-                               "jobs": rows}))
+        typer.echo(
+            json.dumps({"queued": s.queued, "running": s.running, "dead": s.dead, "jobs": rows})
+        )
         return
     console.print(f"queued {s.queued}  running {s.running}  dead {s.dead}")
     table = Table("id", "kind", "status", "attempts", "run at", "last error")
     for r in rows:
-        table.add_row(str(r["id"]), r["kind"], r["status"], str(r["attempts"]), r["run_at"],
-                      (r["last_error"] or "")[:80])
+        table.add_row(
+            str(r["id"]),
+            r["kind"],
+            r["status"],
+            str(r["attempts"]),
+            r["run_at"],
+            (r["last_error"] or "")[:80],
+        )
     console.print(table)
 
 

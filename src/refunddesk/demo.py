@@ -42,31 +42,83 @@ class Catalogue:
 
 
 RETAILERS = (
-    Catalogue("Northwind Outfitters", "EUR", "Europe/Berlin", 100, (
-        ("NW-JKT-01", "Alpine shell jacket", "apparel", 189),
-        ("NW-BT-07", "Trail boots", "footwear", 139),
-        ("NW-SCK-3P", "Merino socks, 3 pack", "apparel", 29),
-        ("NW-TNT-2", "Two-person tent", "outdoor", 249),
-        ("NW-LMP-5", "Head lamp", "outdoor", 45),
-    )),
-    Catalogue("Sakura Electronics", "JPY", "Asia/Tokyo", 1, (
-        ("SK-HP-900", "Noise-cancelling headphones", "electronics", 32800),
-        ("SK-CBL-USB", "USB-C cable", "accessories", 1980),
-        ("SK-KB-MX", "Mechanical keyboard", "electronics", 15400),
-        ("SK-CAM-4K", "4K action camera", "electronics", 45600),
-    )),
-    Catalogue("Maple Home Goods", "USD", "America/New_York", 100, (
-        ("MH-PAN-28", "Cast iron pan", "kitchen", 59),
-        ("MH-TWL-6", "Bath towels, set of 6", "home", 48),
-        ("MH-LMP-AR", "Arc floor lamp", "furniture", 179),
-        ("MH-MUG-4", "Stoneware mugs, set of 4", "kitchen", 36),
-        ("MH-RUG-M", "Wool rug", "home", 320),
-    )),
+    Catalogue(
+        "Northwind Outfitters",
+        "EUR",
+        "Europe/Berlin",
+        100,
+        (
+            ("NW-JKT-01", "Alpine shell jacket", "apparel", 189),
+            ("NW-BT-07", "Trail boots", "footwear", 139),
+            ("NW-SCK-3P", "Merino socks, 3 pack", "apparel", 29),
+            ("NW-TNT-2", "Two-person tent", "outdoor", 249),
+            ("NW-LMP-5", "Head lamp", "outdoor", 45),
+        ),
+    ),
+    Catalogue(
+        "Sakura Electronics",
+        "JPY",
+        "Asia/Tokyo",
+        1,
+        (
+            ("SK-HP-900", "Noise-cancelling headphones", "electronics", 32800),
+            ("SK-CBL-USB", "USB-C cable", "accessories", 1980),
+            ("SK-KB-MX", "Mechanical keyboard", "electronics", 15400),
+            ("SK-CAM-4K", "4K action camera", "electronics", 45600),
+        ),
+    ),
+    Catalogue(
+        "Maple Home Goods",
+        "USD",
+        "America/New_York",
+        100,
+        (
+            ("MH-PAN-28", "Cast iron pan", "kitchen", 59),
+            ("MH-TWL-6", "Bath towels, set of 6", "home", 48),
+            ("MH-LMP-AR", "Arc floor lamp", "furniture", 179),
+            ("MH-MUG-4", "Stoneware mugs, set of 4", "kitchen", 36),
+            ("MH-RUG-M", "Wool rug", "home", 320),
+        ),
+    ),
 )
-FIRST = ("Ana", "Ben", "Chloe", "Dmitri", "Emma", "Farid", "Greta", "Hiro", "Ines", "Jonas",
-         "Kai", "Lena", "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara")
-LAST = ("Schmidt", "Tanaka", "Rossi", "Dubois", "Novak", "Garcia", "Smith", "Kowalski",
-        "Jensen", "Silva", "Okafor", "Murphy", "Lindqvist", "Haddad")
+FIRST = (
+    "Ana",
+    "Ben",
+    "Chloe",
+    "Dmitri",
+    "Emma",
+    "Farid",
+    "Greta",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kai",
+    "Lena",
+    "Mateo",
+    "Nora",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+)
+LAST = (
+    "Schmidt",
+    "Tanaka",
+    "Rossi",
+    "Dubois",
+    "Novak",
+    "Garcia",
+    "Smith",
+    "Kowalski",
+    "Jensen",
+    "Silva",
+    "Okafor",
+    "Murphy",
+    "Lindqvist",
+    "Haddad",
+)
 METHODS = ("card", "card", "card", "wallet", "bank_transfer", "store_credit")
 
 
@@ -77,47 +129,73 @@ def _order(rng: random.Random, cat: Catalogue, n: int, now: datetime) -> OrderCr
     if delivered and delivered > now:
         delivered = None
     picks = rng.sample(cat.products, k=rng.randint(1, min(3, len(cat.products))))
-    lines = [{"sku": sku, "name": name, "category": category, "quantity": rng.randint(1, 3),
-              "unit_price_minor": price * cat.scale} for sku, name, category, price in picks]
+    lines = [
+        {
+            "sku": sku,
+            "name": name,
+            "category": category,
+            "quantity": rng.randint(1, 3),
+            "unit_price_minor": price * cat.scale,
+        }
+        for sku, name, category, price in picks
+    ]
     subtotal = sum(li["quantity"] * li["unit_price_minor"] for li in lines)  # type: ignore[operator]
-    return OrderCreate.model_validate({
-        "external_id": f"{cat.name.split()[0][:2].upper()}-{100000 + n}",
-        "customer": {"email": f"{first}.{last}{n}@example.com".lower(), "name": f"{first} {last}",
-                     "phone": f"+49151{rng.randint(1000000, 9999999)}"},
-        "currency": cat.currency, "lines": lines,
-        "shipping_minor": 5 * cat.scale if cat.scale > 1 else 800,
-        "tax_minor": subtotal // 10,
-        "payment": {"method": rng.choice(METHODS), "gateway": "sandbox",
-                    "reference": f"pay_{rng.getrandbits(48):012x}"},
-        "purchased_at": purchased, "delivered_at": delivered,
-    })
+    return OrderCreate.model_validate(
+        {
+            "external_id": f"{cat.name.split()[0][:2].upper()}-{100000 + n}",
+            "customer": {
+                "email": f"{first}.{last}{n}@example.com".lower(),
+                "name": f"{first} {last}",
+                "phone": f"+49151{rng.randint(1000000, 9999999)}",
+            },
+            "currency": cat.currency,
+            "lines": lines,
+            "shipping_minor": 5 * cat.scale if cat.scale > 1 else 800,
+            "tax_minor": subtotal // 10,
+            "payment": {
+                "method": rng.choice(METHODS),
+                "gateway": "sandbox",
+                "reference": f"pay_{rng.getrandbits(48):012x}",
+            },
+            "purchased_at": purchased,
+            "delivered_at": delivered,
+        }
+    )
 
 
-def load_demo(container: Container, *, orders_per_tenant: int = 300, seed: int = 7,
-              progress: bool = True) -> dict[str, Any]:
+def load_demo(
+    container: Container, *, orders_per_tenant: int = 300, seed: int = 7, progress: bool = True
+) -> dict[str, Any]:
     """Create the demo retailers, keys, orders and refunds; return keys and a sample to track."""
     rng = random.Random(seed)
     real_now = container.clock.now()
     clock = FrozenClock(real_now - timedelta(days=90))
     sandbox = SandboxGateway(failure_rate=0.07, seed=seed)
-    handler = PayoutHandler(db=container.db, clock=clock,
-                            gateways=GatewayRegistry([sandbox], default="sandbox"),
-                            concurrency=4)
+    handler = PayoutHandler(
+        db=container.db,
+        clock=clock,
+        gateways=GatewayRegistry([sandbox], default="sandbox"),
+        concurrency=4,
+    )
     base = container.worker("demo-loader")
-    worker = Worker(db=container.db, clock=clock, handlers=[handler], config=base.config,
-                    name="demo-loader")
+    worker = Worker(
+        db=container.db, clock=clock, handlers=[handler], config=base.config, name="demo-loader"
+    )
     result: dict[str, Any] = {"tenants": []}
     plan: list[tuple[datetime, str, OrderCreate, str]] = []
     with container.db.write() as session:
-        result["admin_key"] = create_key(session, clock=clock, role=Role.ADMIN, tenant_id=None,
-                                         name="demo admin")
+        result["admin_key"] = create_key(
+            session, clock=clock, role=Role.ADMIN, tenant_id=None, name="demo admin"
+        )
         for cat in RETAILERS:
-            tenant, key = create_tenant(session, clock=clock, name=cat.name,
-                                        currency=cat.currency, timezone=cat.timezone)
+            tenant, key = create_tenant(
+                session, clock=clock, name=cat.name, currency=cat.currency, timezone=cat.timezone
+            )
             keys = {"integration": key}
             for role in (Role.AGENT, Role.SUPERVISOR, Role.CLIENT_VIEWER):
-                keys[str(role)] = create_key(session, clock=clock, role=role,
-                                             tenant_id=tenant.id, name=f"demo {role}")
+                keys[str(role)] = create_key(
+                    session, clock=clock, role=role, tenant_id=tenant.id, name=f"demo {role}"
+                )
             result["tenants"].append({"name": cat.name, "tenant_id": tenant.id, "keys": keys})
             orders = [_order(rng, cat, n, real_now) for n in range(orders_per_tenant)]
             create_orders(session, clock=clock, tenant_id=tenant.id, orders=orders)
@@ -126,8 +204,9 @@ def load_demo(container: Container, *, orders_per_tenant: int = 300, seed: int =
                     continue
                 start = order.delivered_at or order.purchased_at
                 # Most claims come within the window; some come late and need a human.
-                at = start + timedelta(days=rng.choice([rng.uniform(0.2, 25)] * 4
-                                                       + [rng.uniform(31, 45)]))
+                at = start + timedelta(
+                    days=rng.choice([rng.uniform(0.2, 25)] * 4 + [rng.uniform(31, 45)])
+                )
                 if at < real_now - timedelta(minutes=5):
                     plan.append((at, tenant.id, order, cat.name))
     plan.sort(key=lambda item: item[0])
@@ -139,13 +218,18 @@ def load_demo(container: Container, *, orders_per_tenant: int = 300, seed: int =
         undrained = max(len(plan) - 24, 0)
         review_left_from = plan[int(len(plan) * 0.9)][0] if plan else real_now
         for index, (at, tenant_id, order, _) in enumerate(plan):
-            clock._at = at  # noqa: SLF001 - the demo drives its own clock
+            clock._at = at
             body = _refund_body(rng, order)
             try:
                 with container.db.write() as session:
                     refund, _ = refunds.request_refund(
-                        session, clock=clock, config=container.intake, tenant_id=tenant_id,
-                        data=body, actor=f"{body.channel}:demo")
+                        session,
+                        clock=clock,
+                        config=container.intake,
+                        tenant_id=tenant_id,
+                        data=body,
+                        actor=f"{body.channel}:demo",
+                    )
                     refund_id, status = refund.id, refund.state
             except DomainError:
                 bar.advance(task)
@@ -164,8 +248,11 @@ def load_demo(container: Container, *, orders_per_tenant: int = 300, seed: int =
         row = session.execute(
             select(Refund.reference, Order.customer_email)
             .join(Order, (Order.tenant_id == Refund.tenant_id) & (Order.id == Refund.order_id))
-            .where(Refund.status == "succeeded", Refund.tenant_id ==
-                   result["tenants"][0]["tenant_id"]).limit(1)).first()
+            .where(
+                Refund.status == "succeeded", Refund.tenant_id == result["tenants"][0]["tenant_id"]
+            )
+            .limit(1)
+        ).first()
         if row:
             sample = {"reference": row[0], "email": row[1]}
     handler.close()
@@ -179,29 +266,63 @@ def _refund_body(rng: random.Random, order: OrderCreate) -> RefundCreate:
     channel = rng.choice(["api", "api", "portal", "agent", "import"])
     if rng.random() < 0.7:
         line = rng.choice(order.lines)
-        return RefundCreate.model_validate({
-            "order_id": order.external_id, "reason": reason, "channel": channel,
-            "lines": [{"sku": line.sku, "quantity": rng.randint(1, line.quantity)}]})
+        return RefundCreate.model_validate(
+            {
+                "order_id": order.external_id,
+                "reason": reason,
+                "channel": channel,
+                "lines": [{"sku": line.sku, "quantity": rng.randint(1, line.quantity)}],
+            }
+        )
     paid = sum(li.quantity * li.unit_price_minor for li in order.lines)
-    return RefundCreate.model_validate({
-        "order_id": order.external_id, "reason": reason, "channel": channel,
-        "amount_minor": max(1, paid * rng.choice([10, 20, 50]) // 100)})
+    return RefundCreate.model_validate(
+        {
+            "order_id": order.external_id,
+            "reason": reason,
+            "channel": channel,
+            "amount_minor": max(1, paid * rng.choice([10, 20, 50]) // 100),
+        }
+    )
 
 
-def _agent_follow_up(container: Container, clock: FrozenClock, rng: random.Random,
-                     tenant_id: str, refund_id: str, status: RefundStatus) -> None:
+def _agent_follow_up(
+    container: Container,
+    clock: FrozenClock,
+    rng: random.Random,
+    tenant_id: str,
+    refund_id: str,
+    status: RefundStatus,
+) -> None:
     """What the desk did next: review decisions and cancellations."""
     with container.db.write() as session:
         if status is RefundStatus.PENDING_REVIEW:
-            clock._at += timedelta(hours=rng.uniform(2, 40))  # noqa: SLF001
+            clock._at += timedelta(hours=rng.uniform(2, 40))
             if rng.random() < 0.7:
-                refunds.approve(session, clock=clock, config=container.intake,
-                                tenant_id=tenant_id, refund_id=refund_id, actor=DEMO_ACTOR,
-                                note="checked photos")
+                refunds.approve(
+                    session,
+                    clock=clock,
+                    config=container.intake,
+                    tenant_id=tenant_id,
+                    refund_id=refund_id,
+                    actor=DEMO_ACTOR,
+                    note="checked photos",
+                )
             else:
-                refunds.reject(session, clock=clock, tenant_id=tenant_id, refund_id=refund_id,
-                               actor=DEMO_ACTOR, reason="item was used beyond inspection")
+                refunds.reject(
+                    session,
+                    clock=clock,
+                    tenant_id=tenant_id,
+                    refund_id=refund_id,
+                    actor=DEMO_ACTOR,
+                    reason="item was used beyond inspection",
+                )
         elif status is RefundStatus.APPROVED and rng.random() < 0.04:
-            refunds.cancel(session, clock=clock, tenant_id=tenant_id, refund_id=refund_id,
-                           actor=DEMO_ACTOR, note="customer kept the item")
-    clock._at += timedelta(minutes=rng.uniform(1, 20))  # noqa: SLF001
+            refunds.cancel(
+                session,
+                clock=clock,
+                tenant_id=tenant_id,
+                refund_id=refund_id,
+                actor=DEMO_ACTOR,
+                note="customer kept the item",
+            )
+    clock._at += timedelta(minutes=rng.uniform(1, 20))

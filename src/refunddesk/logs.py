@@ -13,13 +13,22 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CorrelationIdFilter(uuid_length=32, default_value="-"))
     if fmt == "json":
-        handler.setFormatter(JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
-            rename_fields={"correlation_id": "request_id", "asctime": "time",
-                           "levelname": "level"}))
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
+                rename_fields={
+                    "correlation_id": "request_id",
+                    "asctime": "time",
+                    "levelname": "level",
+                },
+            )
+        )
     else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)-7s [%(correlation_id)s] %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)-7s [%(correlation_id)s] %(name)s: %(message)s"
+            )
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -20,6 +20,7 @@ from refunddesk.jobs.views import router as jobs_router
 from refunddesk.orders.views import router as orders_router
 from refunddesk.refunds.views import router as refunds_router
 from refunddesk.tracking.views import router as tracking_router
+from refunddesk.web.views import install as install_web
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ def create_app(container: Container | None = None, *, inline_worker: bool = Fals
         thread = None
         if inline_worker:
             worker = container.worker()
-            thread = threading.Thread(target=worker.run, args=(stop,), name="inline-worker",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=worker.run, args=(stop,), name="inline-worker", daemon=True
+            )
             thread.start()
         try:
             yield
@@ -45,20 +47,17 @@ def create_app(container: Container | None = None, *, inline_worker: bool = Fals
                 thread.join(timeout=10)
 
     app = FastAPI(
-        title="refunddesk", version=__version__, lifespan=lifespan,
+        title="refunddesk",
+        version=__version__,
+        lifespan=lifespan,
         description="Refund processing and refund status tracking for BPO refund desks. "
-                    "Errors are application/problem+json (RFC 9457).",
+        "Errors are application/problem+json (RFC 9457).",
     )
     app.state.container = container
     errors.install(app)
     for router in (ops_router, orders_router, refunds_router, tracking_router, jobs_router):
         app.include_router(router)
-    try:
-        from refunddesk.web.views import install as install_web
-    except ImportError:  # pragma: no cover - web pages are part of the package
-        pass
-    else:
-        install_web(app)
+    install_web(app, container)
     register_queue_metrics(container)
     app.add_middleware(BodyLimit, limit=container.settings.max_body_bytes)
     app.add_middleware(Metrics)

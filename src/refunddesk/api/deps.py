@@ -34,9 +34,9 @@ ReadSession = Annotated[Session, Depends(read_session)]
 def get_principal(
     container: ContainerDep,
     authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
-    x_tenant_id: Annotated[str | None, Header(max_length=64,
-                                              description="admin keys: the tenant to act on")]
-    = None,
+    x_tenant_id: Annotated[
+        str | None, Header(max_length=64, description="admin keys: the tenant to act on")
+    ] = None,
 ) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
@@ -46,8 +46,11 @@ def get_principal(
     with container.db.read() as session:
         key = container.authenticator.lookup(session, raw)
         principal = principal_for(key, tenant_header=x_tenant_id)
-        if key.role is Role.ADMIN and principal.tenant_id is not None \
-                and session.get(Tenant, principal.tenant_id) is None:
+        if (
+            key.role is Role.ADMIN
+            and principal.tenant_id is not None
+            and session.get(Tenant, principal.tenant_id) is None
+        ):
             raise NotFound(f"no tenant {principal.tenant_id}", field="X-Tenant-Id")
     return principal
 

@@ -17,10 +17,23 @@ PROBLEM = "application/problem+json"
 TYPE_BASE = "https://refunddesk.dev/problems/"
 
 
-def problem(status: int, title: str, detail: str, *, code: str,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": TYPE_BASE + code, "title": title, "status": status, "detail": detail,
-            "code": code, **extra}
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    code: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -37,14 +50,21 @@ def _validation(request: Request, exc: Exception) -> JSONResponse:
     errors = []
     for error in exc.errors():
         if error.get("type") == "json_invalid":
-            return problem(400, "Malformed JSON", "the request body is not valid JSON",
-                           code="malformed_json")
+            return problem(
+                400, "Malformed JSON", "the request body is not valid JSON", code="malformed_json"
+            )
         message = str(error.get("msg", "invalid"))
-        errors.append({"field": _field(error.get("loc", ())), "message": message,
-                       "type": error.get("type")})
+        errors.append(
+            {"field": _field(error.get("loc", ())), "message": message, "type": error.get("type")}
+        )
     first = errors[0] if errors else {"field": "", "message": "invalid"}
-    return problem(422, "Validation failed", f"{first['field']}: {first['message']}",
-                   code="validation_failed", errors=errors)
+    return problem(
+        422,
+        "Validation failed",
+        f"{first['field']}: {first['message']}",
+        code="validation_failed",
+        errors=errors,
+    )
 
 
 def _domain(request: Request, exc: Exception) -> JSONResponse:
@@ -58,17 +78,32 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
 
 def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large",
-              415: "Unsupported media type", 400: "Bad request", 429: "Too many requests"}
+    titles = {
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Request body too large",
+        415: "Unsupported media type",
+        400: "Bad request",
+        429: "Too many requests",
+    }
     title = titles.get(exc.status_code, "Error")
-    return problem(exc.status_code, title, str(exc.detail), code=title.lower().replace(" ", "_"),
-                   headers=dict(exc.headers) if exc.headers else None)
+    return problem(
+        exc.status_code,
+        title,
+        str(exc.detail),
+        code=title.lower().replace(" ", "_"),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(500, "Internal error", "something went wrong on our side; it was logged",
-                   code="internal_error")
+    return problem(
+        500,
+        "Internal error",
+        "something went wrong on our side; it was logged",
+        code="internal_error",
+    )
 
 
 def install(app: FastAPI) -> None:

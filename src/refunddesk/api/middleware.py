@@ -8,21 +8,33 @@ import time
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUESTS = Counter("refunddesk_http_requests_total", "HTTP requests",
-                   ["method", "route", "status"])
-LATENCY = Histogram("refunddesk_http_request_seconds", "HTTP request latency",
-                    ["method", "route"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25,
-                                                  .5, 1, 2.5))
+REQUESTS = Counter("refunddesk_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "refunddesk_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 
 def _too_large(limit: int) -> tuple[Message, Message]:
-    body = json.dumps({"type": "https://refunddesk.dev/problems/request_too_large",
-                       "title": "Request body too large", "status": 413,
-                       "detail": f"the body may be at most {limit} bytes",
-                       "code": "request_too_large"}).encode()
-    start: Message = {"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(body)).encode())]}
+    body = json.dumps(
+        {
+            "type": "https://refunddesk.dev/problems/request_too_large",
+            "title": "Request body too large",
+            "status": 413,
+            "detail": f"the body may be at most {limit} bytes",
+            "code": "request_too_large",
+        }
+    ).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": 413,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
     return start, {"type": "http.response.body", "body": body}
 
 

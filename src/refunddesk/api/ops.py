@@ -25,8 +25,9 @@ def healthz(container: ContainerDep) -> JSONResponse:
         with container.db.read() as session:
             session.execute(text("SELECT 1"))
     except Exception as exc:
-        return JSONResponse({"status": "unavailable", "detail": type(exc).__name__},
-                            status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "detail": type(exc).__name__}, status_code=503
+        )
     return JSONResponse({"status": "ok"})
 
 
@@ -39,16 +40,16 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.container.db.read() as session:
             s = queue.stats(session)
-        depth = GaugeMetricFamily("refunddesk_job_queue_depth", "Jobs by status",
-                                  labels=["status"])
+        depth = GaugeMetricFamily("refunddesk_job_queue_depth", "Jobs by status", labels=["status"])
         for status, count in (("queued", s.queued), ("running", s.running), ("dead", s.dead)):
             depth.add_metric([status], count)
         yield depth
         age = 0.0
         if s.oldest_queued_at is not None:
             age = max((self.container.clock.now() - s.oldest_queued_at).total_seconds(), 0.0)
-        yield GaugeMetricFamily("refunddesk_job_oldest_age_seconds",
-                                "Age of the oldest job not yet done", value=age)
+        yield GaugeMetricFamily(
+            "refunddesk_job_oldest_age_seconds", "Age of the oldest job not yet done", value=age
+        )
 
 
 _collectors: dict[int, QueueCollector] = {}

@@ -33,8 +33,9 @@ class Permission(StrEnum):
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.SUPERVISOR: frozenset({P.READ, P.CREATE_REFUNDS, P.DECIDE_REFUNDS, P.CANCEL_REFUNDS,
-                                P.RETRY_PAYOUTS}),
+    Role.SUPERVISOR: frozenset(
+        {P.READ, P.CREATE_REFUNDS, P.DECIDE_REFUNDS, P.CANCEL_REFUNDS, P.RETRY_PAYOUTS}
+    ),
     Role.AGENT: frozenset({P.READ, P.CREATE_REFUNDS, P.DECIDE_REFUNDS, P.CANCEL_REFUNDS}),
     Role.FINANCE: frozenset({P.READ, P.DECIDE_REFUNDS, P.RETRY_PAYOUTS}),
     Role.CLIENT_VIEWER: frozenset({P.READ}),
@@ -63,6 +64,7 @@ class Principal:
 
     def require_tenant(self) -> str:
         if self.tenant_id is None:
-            raise Forbidden("name the tenant to act on in the X-Tenant-Id header",
-                            field="X-Tenant-Id")
+            raise Forbidden(
+                "name the tenant to act on in the X-Tenant-Id header", field="X-Tenant-Id"
+            )
         return self.tenant_id

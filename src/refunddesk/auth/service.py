@@ -25,8 +25,9 @@ def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_key(session: Session, *, clock: Clock, role: Role, tenant_id: str | None,
-               name: str = "") -> str:
+def create_key(
+    session: Session, *, clock: Clock, role: Role, tenant_id: str | None, name: str = ""
+) -> str:
     """Store a new key and return it in clear: the only time it is ever shown."""
     if role is Role.ADMIN and tenant_id is not None:
         raise Invalid("admin keys are desk-wide and take no tenant", field="tenant")
@@ -36,8 +37,18 @@ def create_key(session: Session, *, clock: Clock, role: Role, tenant_id: str | N
         if session.get(Tenant, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}", field="tenant")
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiKey(id=new_id(), tenant_id=tenant_id, role=str(role), key_hash=hash_key(raw),
-                       prefix=raw[:10], name=name, created_at=clock.now(), revoked_at=None))
+    session.add(
+        ApiKey(
+            id=new_id(),
+            tenant_id=tenant_id,
+            role=str(role),
+            key_hash=hash_key(raw),
+            prefix=raw[:10],
+            name=name,
+            created_at=clock.now(),
+            revoked_at=None,
+        )
+    )
     return raw
 
 
@@ -58,8 +69,9 @@ class KeyAuthenticator:
         if hit and hit[0] > now:
             return hit[1]
         row = session.execute(
-            select(ApiKey.id, ApiKey.role, ApiKey.tenant_id)
-            .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            select(ApiKey.id, ApiKey.role, ApiKey.tenant_id).where(
+                ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
+            )
         ).first()
         if row is None:
             raise Unauthorized("unknown or revoked API key")

@@ -25,8 +25,10 @@ def _currency(value: str) -> str:
         raise ValueError(str(exc)) from exc
 
 
-CurrencyCode = Annotated[str, Field(min_length=3, max_length=3, examples=["EUR"]),
-                         AfterValidator(_currency)]
-MinorAmount = Annotated[int, Field(ge=0, le=MAX_MINOR, strict=True,
-                                   description="integer amount in minor units (cents)")]
+CurrencyCode = Annotated[
+    str, Field(min_length=3, max_length=3, examples=["EUR"]), AfterValidator(_currency)
+]
+MinorAmount = Annotated[
+    int, Field(ge=0, le=MAX_MINOR, strict=True, description="integer amount in minor units (cents)")
+]
 PositiveMinor = Annotated[int, Field(gt=0, le=MAX_MINOR, strict=True)]

@@ -8,5 +8,12 @@ from refunddesk.payouts import orm as payouts_orm
 from refunddesk.refunds import orm as refunds_orm
 from refunddesk.tenants import orm as tenants_orm
 
-__all__ = ["Base", "auth_orm", "jobs_orm", "orders_orm", "payouts_orm", "refunds_orm",
-           "tenants_orm"]
+__all__ = [
+    "Base",
+    "auth_orm",
+    "jobs_orm",
+    "orders_orm",
+    "payouts_orm",
+    "refunds_orm",
+    "tenants_orm",
+]

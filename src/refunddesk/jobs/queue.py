@@ -32,29 +32,54 @@ class ClaimedJob:
     max_attempts: int
 
 
-def enqueue(session: Session, *, kind: str, payload: dict[str, Any], now: datetime,
-            max_attempts: int, tenant_id: str | None = None, delay: timedelta | None = None,
-            dedupe_key: str | None = None) -> Job:
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    now: datetime,
+    max_attempts: int,
+    tenant_id: str | None = None,
+    delay: timedelta | None = None,
+    dedupe_key: str | None = None,
+) -> Job:
     """Add a job to the session's transaction; it runs only if that transaction commits."""
-    job = Job(kind=kind, payload=payload, tenant_id=tenant_id, status=QUEUED, attempts=0,
-              max_attempts=max_attempts, run_at=now + (delay or timedelta()),
-              locked_until=None, locked_by=None, last_error=None, dedupe_key=dedupe_key,
-              created_at=now, updated_at=now)
+    job = Job(
+        kind=kind,
+        payload=payload,
+        tenant_id=tenant_id,
+        status=QUEUED,
+        attempts=0,
+        max_attempts=max_attempts,
+        run_at=now + (delay or timedelta()),
+        locked_until=None,
+        locked_by=None,
+        last_error=None,
+        dedupe_key=dedupe_key,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(job)
     return job
 
 
-def claim(session: Session, *, worker: str, now: datetime, lease: timedelta,
-          limit: int) -> list[ClaimedJob]:
+def claim(
+    session: Session, *, worker: str, now: datetime, lease: timedelta, limit: int
+) -> list[ClaimedJob]:
     """Take up to limit due jobs (or jobs whose lease ran out) and lease them to worker."""
     ready = or_(
         (Job.status == QUEUED) & (Job.run_at <= now),
         (Job.status == RUNNING) & (Job.locked_until < now),
     )
-    rows = list(session.scalars(
-        select(Job).where(ready).order_by(Job.run_at).limit(limit)
-        .with_for_update(skip_locked=True)
-    ))
+    rows = list(
+        session.scalars(
+            select(Job)
+            .where(ready)
+            .order_by(Job.run_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
     claimed = []
     for job in rows:
         job.status = RUNNING
@@ -62,8 +87,11 @@ def claim(session: Session, *, worker: str, now: datetime, lease: timedelta,
         job.locked_until = now + lease
         job.locked_by = worker
         job.updated_at = now
-        claimed.append(ClaimedJob(job.id, job.kind, job.tenant_id, dict(job.payload),
-                                  job.attempts, job.max_attempts))
+        claimed.append(
+            ClaimedJob(
+                job.id, job.kind, job.tenant_id, dict(job.payload), job.attempts, job.max_attempts
+            )
+        )
     return claimed
 
 
@@ -83,21 +111,31 @@ def complete(session: Session, job_ids: list[int], *, worker: str) -> None:
         session.execute(delete(Job).where(Job.id.in_(job_ids), Job.locked_by == worker))
 
 
-def retry_later(session: Session, job_id: int, *, error: str, now: datetime,
-                delay_seconds: float) -> None:
+def retry_later(
+    session: Session, job_id: int, *, error: str, now: datetime, delay_seconds: float
+) -> None:
     session.execute(
-        update(Job).where(Job.id == job_id).values(
-            status=QUEUED, run_at=now + timedelta(seconds=delay_seconds), locked_until=None,
-            locked_by=None, last_error=error[:4000], updated_at=now)
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            status=QUEUED,
+            run_at=now + timedelta(seconds=delay_seconds),
+            locked_until=None,
+            locked_by=None,
+            last_error=error[:4000],
+            updated_at=now,
+        )
     )
 
 
 def bury(session: Session, job_id: int, *, error: str, now: datetime) -> None:
     """Park a job that keeps failing as dead, with its last error, for a human to look at."""
     session.execute(
-        update(Job).where(Job.id == job_id).values(
-            status=DEAD, locked_until=None, locked_by=None, last_error=error[:4000],
-            updated_at=now)
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            status=DEAD, locked_until=None, locked_by=None, last_error=error[:4000], updated_at=now
+        )
     )
 
 
@@ -123,8 +161,12 @@ class QueueStats:
 def stats(session: Session) -> QueueStats:
     counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
     oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status != DEAD))
-    return QueueStats(queued=int(counts.get(QUEUED, 0)), running=int(counts.get(RUNNING, 0)),
-                      dead=int(counts.get(DEAD, 0)), oldest_queued_at=oldest)
+    return QueueStats(
+        queued=int(counts.get(QUEUED, 0)),
+        running=int(counts.get(RUNNING, 0)),
+        dead=int(counts.get(DEAD, 0)),
+        oldest_queued_at=oldest,
+    )
 
 
 def list_jobs(session: Session, *, status: str | None = None, limit: int = 50) -> list[Job]:

@@ -23,8 +23,9 @@ from refunddesk.jobs.queue import ClaimedJob
 
 log = logging.getLogger(__name__)
 
-JOBS_SETTLED = Counter("refunddesk_jobs_settled_total", "Jobs settled by outcome",
-                       ["kind", "outcome"])
+JOBS_SETTLED = Counter(
+    "refunddesk_jobs_settled_total", "Jobs settled by outcome", ["kind", "outcome"]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,15 @@ class WorkerConfig:
 class Worker:
     """Runs jobs until told to stop; any number may run against one PostgreSQL."""
 
-    def __init__(self, *, db: Database, clock: Clock, handlers: Sequence[Handler],
-                 config: WorkerConfig, name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        handlers: Sequence[Handler],
+        config: WorkerConfig,
+        name: str | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.handlers = {h.kind: h for h in handlers}
@@ -79,9 +87,13 @@ class Worker:
         """Claim one batch and settle it; return how many jobs it held."""
         now = self.clock.now()
         with self.db.write() as session:
-            jobs = queue.claim(session, worker=self.name, now=now,
-                               lease=timedelta(seconds=self.config.lease_seconds),
-                               limit=self.config.batch_size)
+            jobs = queue.claim(
+                session,
+                worker=self.name,
+                now=now,
+                lease=timedelta(seconds=self.config.lease_seconds),
+                limit=self.config.batch_size,
+            )
         if not jobs:
             return 0
         by_kind: dict[str, list[ClaimedJob]] = defaultdict(list)
@@ -104,8 +116,9 @@ class Worker:
                 outcomes = {j.id: Outcome.retry(f"{type(exc).__name__}: {exc}") for j in batch}
         self._settle(handler, batch, outcomes)
 
-    def _settle(self, handler: Handler | None, batch: list[ClaimedJob],
-                outcomes: dict[int, Outcome]) -> None:
+    def _settle(
+        self, handler: Handler | None, batch: list[ClaimedJob], outcomes: dict[int, Outcome]
+    ) -> None:
         now = self.clock.now()
         with self.db.write() as session:
             done = []
@@ -115,14 +128,23 @@ class Worker:
                 if outcome.kind == "done":
                     done.append(job.id)
                 elif outcome.kind == "retry" and job.attempts < job.max_attempts:
-                    delay = queue.backoff(job.attempts, base=self.config.backoff_base_seconds,
-                                          cap=self.config.backoff_max_seconds)
-                    queue.retry_later(session, job.id, error=outcome.error or "", now=now,
-                                      delay_seconds=delay)
+                    delay = queue.backoff(
+                        job.attempts,
+                        base=self.config.backoff_base_seconds,
+                        cap=self.config.backoff_max_seconds,
+                    )
+                    queue.retry_later(
+                        session, job.id, error=outcome.error or "", now=now, delay_seconds=delay
+                    )
                 else:
                     error = outcome.error or "failed"
-                    log.warning("job %s (%s) is dead after %s attempts: %s", job.id, job.kind,
-                                job.attempts, error)
+                    log.warning(
+                        "job %s (%s) is dead after %s attempts: %s",
+                        job.id,
+                        job.kind,
+                        job.attempts,
+                        error,
+                    )
                     queue.bury(session, job.id, error=error, now=now)
                     if handler is not None:
                         handler.on_dead(session, job, error)

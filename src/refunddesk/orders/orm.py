@@ -33,7 +33,9 @@ class Order(Base):
     created_at: Mapped[datetime]
 
     lines: Mapped[list[OrderLine]] = relationship(
-        back_populates="order", order_by="OrderLine.line_no", cascade="all, delete-orphan",
+        back_populates="order",
+        order_by="OrderLine.line_no",
+        cascade="all, delete-orphan",
         lazy="selectin",
     )
 

@@ -25,28 +25,45 @@ from refunddesk.refunds.orm import Refund
 def _build(tenant_id: str, data: OrderCreate, clock: Clock) -> Order:
     order_id = new_id()
     lines = [
-        OrderLine(tenant_id=tenant_id, order_id=order_id, line_no=i, sku=line.sku,
-                  name=line.name, category=line.category, quantity=line.quantity,
-                  unit_price_minor=line.unit_price_minor)
+        OrderLine(
+            tenant_id=tenant_id,
+            order_id=order_id,
+            line_no=i,
+            sku=line.sku,
+            name=line.name,
+            category=line.category,
+            quantity=line.quantity,
+            unit_price_minor=line.unit_price_minor,
+        )
         for i, line in enumerate(data.lines, start=1)
     ]
     paid = sum(li.quantity * li.unit_price_minor for li in data.lines)
     return Order(
-        tenant_id=tenant_id, id=order_id, external_id=data.external_id,
-        customer_email=str(data.customer.email), customer_phone=data.customer.phone,
-        customer_name=data.customer.name, currency=data.currency,
-        shipping_minor=data.shipping_minor, tax_minor=data.tax_minor,
+        tenant_id=tenant_id,
+        id=order_id,
+        external_id=data.external_id,
+        customer_email=str(data.customer.email),
+        customer_phone=data.customer.phone,
+        customer_name=data.customer.name,
+        currency=data.currency,
+        shipping_minor=data.shipping_minor,
+        tax_minor=data.tax_minor,
         total_minor=paid + data.shipping_minor + data.tax_minor,
-        payment_method=str(data.payment.method), payment_gateway=data.payment.gateway,
-        payment_reference=data.payment.reference, purchased_at=data.purchased_at,
-        delivered_at=data.delivered_at, created_at=clock.now(), lines=lines,
+        payment_method=str(data.payment.method),
+        payment_gateway=data.payment.gateway,
+        payment_reference=data.payment.reference,
+        purchased_at=data.purchased_at,
+        delivered_at=data.delivered_at,
+        created_at=clock.now(),
+        lines=lines,
     )
 
 
 def _existing_ids(session: Session, tenant_id: str, external_ids: list[str]) -> dict[str, str]:
     rows = session.execute(
-        select(Order.external_id, Order.id)
-        .where(Order.tenant_id == tenant_id, Order.external_id.in_(external_ids))
+        select(Order.external_id, Order.id).where(
+            Order.tenant_id == tenant_id, Order.external_id.in_(external_ids)
+        )
     )
     return {external: oid for external, oid in rows}
 
@@ -61,34 +78,40 @@ def create_order(session: Session, *, clock: Clock, tenant_id: str, data: OrderC
     return order
 
 
-def create_orders(session: Session, *, clock: Clock, tenant_id: str,
-                  orders: list[OrderCreate]) -> OrderBatchResult:
+def create_orders(
+    session: Session, *, clock: Clock, tenant_id: str, orders: list[OrderCreate]
+) -> OrderBatchResult:
     """Store a batch; orders already stored (by external_id) are reported and left as they are."""
     seen: dict[str, int] = {}
     for index, data in enumerate(orders):
         if data.external_id in seen:
-            raise Conflict(f"external_id {data.external_id} appears twice in the batch",
-                           field=f"orders[{index}].external_id")
+            raise Conflict(
+                f"external_id {data.external_id} appears twice in the batch",
+                field=f"orders[{index}].external_id",
+            )
         seen[data.external_id] = index
     existing = _existing_ids(session, tenant_id, list(seen))
     results: list[BatchItemResult] = []
     created = 0
     for data in orders:
         if data.external_id in existing:
-            results.append(BatchItemResult(external_id=data.external_id, result="exists",
-                                           id=existing[data.external_id]))
+            results.append(
+                BatchItemResult(
+                    external_id=data.external_id, result="exists", id=existing[data.external_id]
+                )
+            )
             continue
         order = _build(tenant_id, data, clock)
         session.add(order)
         created += 1
-        results.append(BatchItemResult(external_id=data.external_id, result="created",
-                                       id=order.id))
+        results.append(BatchItemResult(external_id=data.external_id, result="created", id=order.id))
     session.flush()
     return OrderBatchResult(created=created, existing=len(existing), results=results)
 
 
-def find_order(session: Session, *, tenant_id: str, external_id: str,
-               for_update: bool = False) -> Order | None:
+def find_order(
+    session: Session, *, tenant_id: str, external_id: str, for_update: bool = False
+) -> Order | None:
     query = select(Order).where(Order.tenant_id == tenant_id, Order.external_id == external_id)
     if for_update:
         query = query.with_for_update()
@@ -99,7 +122,8 @@ def committed_minor(session: Session, *, tenant_id: str, order_id: str) -> int:
     """Sum of refunds on the order that still hold budget."""
     total = session.scalar(
         select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-            Refund.tenant_id == tenant_id, Refund.order_id == order_id,
+            Refund.tenant_id == tenant_id,
+            Refund.order_id == order_id,
             Refund.status.not_in([str(s) for s in RELEASES_BUDGET]),
         )
     )
@@ -109,19 +133,34 @@ def committed_minor(session: Session, *, tenant_id: str, order_id: str) -> int:
 def to_public(session: Session, order: Order) -> OrderPublic:
     held = committed_minor(session, tenant_id=order.tenant_id, order_id=order.id)
     return OrderPublic(
-        id=order.id, external_id=order.external_id,
-        customer=Customer(email=order.customer_email, phone=order.customer_phone,
-                          name=order.customer_name),
+        id=order.id,
+        external_id=order.external_id,
+        customer=Customer(
+            email=order.customer_email, phone=order.customer_phone, name=order.customer_name
+        ),
         currency=order.currency,
-        lines=[OrderLinePublic(sku=li.sku, name=li.name, category=li.category,
-                               quantity=li.quantity, unit_price_minor=li.unit_price_minor)
-               for li in order.lines],
-        shipping_minor=order.shipping_minor, tax_minor=order.tax_minor,
-        total_minor=order.total_minor, refunded_minor=held,
+        lines=[
+            OrderLinePublic(
+                sku=li.sku,
+                name=li.name,
+                category=li.category,
+                quantity=li.quantity,
+                unit_price_minor=li.unit_price_minor,
+            )
+            for li in order.lines
+        ],
+        shipping_minor=order.shipping_minor,
+        tax_minor=order.tax_minor,
+        total_minor=order.total_minor,
+        refunded_minor=held,
         refundable_minor=max(order.total_minor - held, 0),
-        payment=Payment(method=order.payment_method,  # type: ignore[arg-type]
-                        gateway=order.payment_gateway, reference=order.payment_reference),
-        purchased_at=order.purchased_at, delivered_at=order.delivered_at,
+        payment=Payment(
+            method=order.payment_method,
+            gateway=order.payment_gateway,
+            reference=order.payment_reference,
+        ),
+        purchased_at=order.purchased_at,
+        delivered_at=order.delivered_at,
         created_at=order.created_at,
     )
 

@@ -52,8 +52,9 @@ class PayoutHandler:
 
     kind = "payout"
 
-    def __init__(self, *, db: Database, clock: Clock, gateways: GatewayRegistry,
-                 concurrency: int) -> None:
+    def __init__(
+        self, *, db: Database, clock: Clock, gateways: GatewayRegistry, concurrency: int
+    ) -> None:
         self.db = db
         self.clock = clock
         self.gateways = gateways
@@ -69,16 +70,33 @@ class PayoutHandler:
                 self._record(session, results, outcomes)
         return outcomes
 
-    def _prepare(self, session: Session, jobs: Sequence[ClaimedJob],
-                 outcomes: dict[int, Outcome]) -> list[_ToSend]:
+    def _prepare(
+        self, session: Session, jobs: Sequence[ClaimedJob], outcomes: dict[int, Outcome]
+    ) -> list[_ToSend]:
         keys = [(j.tenant_id or "", str(j.payload.get("refund_id"))) for j in jobs]
-        refunds = {(r.tenant_id, r.id): r for r in session.scalars(
-            select(Refund).where(tuple_(Refund.tenant_id, Refund.id).in_(keys))
-            .with_for_update())} if keys else {}
+        refunds = (
+            {
+                (r.tenant_id, r.id): r
+                for r in session.scalars(
+                    select(Refund)
+                    .where(tuple_(Refund.tenant_id, Refund.id).in_(keys))
+                    .with_for_update()
+                )
+            }
+            if keys
+            else {}
+        )
         order_keys = {(r.tenant_id, r.order_id) for r in refunds.values()}
-        orders = {(o.tenant_id, o.id): o for o in session.scalars(
-            select(Order).where(tuple_(Order.tenant_id, Order.id).in_(order_keys))
-        )} if order_keys else {}
+        orders = (
+            {
+                (o.tenant_id, o.id): o
+                for o in session.scalars(
+                    select(Order).where(tuple_(Order.tenant_id, Order.id).in_(order_keys))
+                )
+            }
+            if order_keys
+            else {}
+        )
         now = self.clock.now()
         to_send = []
         for job, key in zip(jobs, keys, strict=True):
@@ -87,8 +105,9 @@ class PayoutHandler:
                 outcomes[job.id] = Outcome.fail(f"refund {key[1]} not found")
                 continue
             try:
-                payout = self._attempt_for(session, refund, orders[(refund.tenant_id,
-                                                                    refund.order_id)], now)
+                payout = self._attempt_for(
+                    session, refund, orders[(refund.tenant_id, refund.order_id)], now
+                )
             except Exception as exc:  # one bad refund never stops the batch
                 log.exception("payout preparation failed for refund %s", refund.id)
                 outcomes[job.id] = Outcome.retry(f"prepare: {exc!r}")
@@ -97,22 +116,38 @@ class PayoutHandler:
                 outcomes[job.id] = Outcome.done()  # canceled, already paid, ...: nothing to send
                 continue
             order = orders[(refund.tenant_id, refund.order_id)]
-            to_send.append(_ToSend(job.id, PayoutRequest(
-                idempotency_key=payout.idempotency_key, tenant_id=refund.tenant_id,
-                refund_id=refund.id, amount_minor=payout.amount_minor, currency=payout.currency,
-                method=payout.method, payment_reference=order.payment_reference),
-                payout.gateway))
+            to_send.append(
+                _ToSend(
+                    job.id,
+                    PayoutRequest(
+                        idempotency_key=payout.idempotency_key,
+                        tenant_id=refund.tenant_id,
+                        refund_id=refund.id,
+                        amount_minor=payout.amount_minor,
+                        currency=payout.currency,
+                        method=payout.method,
+                        payment_reference=order.payment_reference,
+                    ),
+                    payout.gateway,
+                )
+            )
         return to_send
 
-    def _attempt_for(self, session: Session, refund: Refund, order: Order,
-                     now: datetime) -> Payout | None:
+    def _attempt_for(
+        self, session: Session, refund: Refund, order: Order, now: datetime
+    ) -> Payout | None:
         """The attempt to send for this refund: a new one, the unconfirmed one, or none."""
         latest = session.scalars(
-            select(Payout).where(Payout.tenant_id == refund.tenant_id,
-                                 Payout.refund_id == refund.id)
-            .order_by(Payout.attempt.desc()).limit(1)).first()
-        if refund.state is RefundStatus.PROCESSING and latest is not None \
-                and latest.status == "sent":
+            select(Payout)
+            .where(Payout.tenant_id == refund.tenant_id, Payout.refund_id == refund.id)
+            .order_by(Payout.attempt.desc())
+            .limit(1)
+        ).first()
+        if (
+            refund.state is RefundStatus.PROCESSING
+            and latest is not None
+            and latest.status == "sent"
+        ):
             return latest  # sent before a crash or a timeout: ask again with the same key
         if refund.state is RefundStatus.APPROVED:
             refund.transition(RefundStatus.PROCESSING, actor=WORKER, at=now)
@@ -121,18 +156,34 @@ class PayoutHandler:
         attempt = (latest.attempt if latest else 0) + 1
         gateway = self.gateways.for_order(order.payment_gateway)
         payout = Payout(
-            tenant_id=refund.tenant_id, id=new_id(), refund_id=refund.id, attempt=attempt,
-            idempotency_key=f"rd-{refund.id}-{attempt}", gateway=gateway.name,
-            method=order.payment_method, amount_minor=refund.amount_minor,
-            currency=refund.currency, status="sent", gateway_reference=None,
-            failure_reason=None, failure_message=None, created_at=now, updated_at=now)
+            tenant_id=refund.tenant_id,
+            id=new_id(),
+            refund_id=refund.id,
+            attempt=attempt,
+            idempotency_key=f"rd-{refund.id}-{attempt}",
+            gateway=gateway.name,
+            method=order.payment_method,
+            amount_minor=refund.amount_minor,
+            currency=refund.currency,
+            status="sent",
+            gateway_reference=None,
+            failure_reason=None,
+            failure_message=None,
+            created_at=now,
+            updated_at=now,
+        )
         session.add(payout)
-        refund.record(EventType.PAYOUT_SENT, actor=WORKER, at=now, data={
-            "gateway": gateway.name, "attempt": attempt, "method": order.payment_method})
+        refund.record(
+            EventType.PAYOUT_SENT,
+            actor=WORKER,
+            at=now,
+            data={"gateway": gateway.name, "attempt": attempt, "method": order.payment_method},
+        )
         return payout
 
-    def _send(self, to_send: list[_ToSend],
-              outcomes: dict[int, Outcome]) -> list[tuple[_ToSend, PayoutResult]]:
+    def _send(
+        self, to_send: list[_ToSend], outcomes: dict[int, Outcome]
+    ) -> list[tuple[_ToSend, PayoutResult]]:
         def call(item: _ToSend) -> PayoutResult | Exception:
             try:
                 return self.gateways.for_order(item.gateway).refund(item.request)
@@ -149,17 +200,25 @@ class PayoutHandler:
                 results.append((item, result))
         return results
 
-    def _record(self, session: Session, results: list[tuple[_ToSend, PayoutResult]],
-                outcomes: dict[int, Outcome]) -> None:
+    def _record(
+        self,
+        session: Session,
+        results: list[tuple[_ToSend, PayoutResult]],
+        outcomes: dict[int, Outcome],
+    ) -> None:
         now = self.clock.now()
         for item, result in results:
             req = item.request
-            payout = session.scalars(select(Payout).where(
-                Payout.tenant_id == req.tenant_id,
-                Payout.idempotency_key == req.idempotency_key)).one()
-            refund = session.scalars(select(Refund).where(
-                Refund.tenant_id == req.tenant_id, Refund.id == req.refund_id)
-                .with_for_update()).one()
+            payout = session.scalars(
+                select(Payout).where(
+                    Payout.tenant_id == req.tenant_id, Payout.idempotency_key == req.idempotency_key
+                )
+            ).one()
+            refund = session.scalars(
+                select(Refund)
+                .where(Refund.tenant_id == req.tenant_id, Refund.id == req.refund_id)
+                .with_for_update()
+            ).one()
             outcomes[item.job_id] = Outcome.done()
             if payout.status != "sent" or refund.state is not RefundStatus.PROCESSING:
                 continue  # another run already recorded this answer
@@ -169,20 +228,31 @@ class PayoutHandler:
             payout.failure_message = result.failure_message
             payout.updated_at = now
             if result.outcome is PayoutOutcome.SUCCEEDED:
-                refund.record(EventType.PAYOUT_SUCCEEDED, actor=WORKER, at=now, data={
-                    "gateway_reference": result.gateway_reference})
+                refund.record(
+                    EventType.PAYOUT_SUCCEEDED,
+                    actor=WORKER,
+                    at=now,
+                    data={"gateway_reference": result.gateway_reference},
+                )
                 refund.transition(RefundStatus.SUCCEEDED, actor=WORKER, at=now)
             else:
-                data = {"failure_reason": result.failure_reason,
-                        "failure_message": result.failure_message}
+                data = {
+                    "failure_reason": result.failure_reason,
+                    "failure_message": result.failure_message,
+                }
                 refund.record(EventType.PAYOUT_FAILED, actor=WORKER, at=now, data=data)
                 refund.transition(RefundStatus.FAILED, actor=WORKER, at=now, data=data)
 
     def on_dead(self, session: Session, job: ClaimedJob, error: str) -> None:
         """The job gave up: never leave the refund stuck in processing without a word."""
-        refund = session.scalars(select(Refund).where(
-            Refund.tenant_id == (job.tenant_id or ""),
-            Refund.id == str(job.payload.get("refund_id"))).with_for_update()).first()
+        refund = session.scalars(
+            select(Refund)
+            .where(
+                Refund.tenant_id == (job.tenant_id or ""),
+                Refund.id == str(job.payload.get("refund_id")),
+            )
+            .with_for_update()
+        ).first()
         if refund is not None and refund.state is RefundStatus.PROCESSING:
             now = self.clock.now()
             data = {"failure_reason": "gateway_unavailable", "failure_message": error[:500]}

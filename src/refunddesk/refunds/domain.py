@@ -122,8 +122,9 @@ class Decision:
     reasons: tuple[str, ...]
 
 
-def decide(*, now: datetime, purchased_at: datetime, delivered_at: datetime | None,
-           window_days: int) -> Decision:
+def decide(
+    *, now: datetime, purchased_at: datetime, delivered_at: datetime | None, window_days: int
+) -> Decision:
     """Auto-approve within the return window (from delivery, else purchase); else review.
 
     The order exists and the amount fits the budget by the time this runs: intake refuses
@@ -136,6 +137,8 @@ def decide(*, now: datetime, purchased_at: datetime, delivered_at: datetime | No
     basis = "delivered" if delivered_at else "purchased"
     return Decision(
         S.PENDING_REVIEW,
-        (f"outside_return_window: {basis} {start.date()}, window {window_days} days "
-         f"ended {ends.date()}",),
+        (
+            f"outside_return_window: {basis} {start.date()}, window {window_days} days "
+            f"ended {ends.date()}",
+        ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -13,19 +14,17 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    event,
 )
-from sqlalchemy import event
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
-
-from prometheus_client import Counter
 
 from refunddesk.core.ids import new_id
 from refunddesk.db.base import Base
 from refunddesk.refunds.domain import EventType, RefundStatus, check_transition
 
-
-TRANSITIONS_TOTAL = Counter("refunddesk_refund_transitions_total", "Refund state changes",
-                            ["from_status", "to_status"])
+TRANSITIONS_TOTAL = Counter(
+    "refunddesk_refund_transitions_total", "Refund state changes", ["from_status", "to_status"]
+)
 
 
 class Refund(Base):
@@ -65,9 +64,15 @@ class Refund(Base):
     def state(self) -> RefundStatus:
         return RefundStatus(self.status)
 
-    def record(self, type_: EventType | str, *, actor: str, at: datetime,
-               data: dict[str, Any] | None = None,
-               from_status: str | None = None) -> RefundEvent:
+    def record(
+        self,
+        type_: EventType | str,
+        *,
+        actor: str,
+        at: datetime,
+        data: dict[str, Any] | None = None,
+        from_status: str | None = None,
+    ) -> RefundEvent:
         """Append an immutable event to this refund's history."""
         self.event_count = (self.event_count or 0) + 1
         event = RefundEvent(
@@ -85,16 +90,18 @@ class Refund(Base):
         self.pending_events.append(event)
         return event
 
-    def transition(self, target: RefundStatus, *, actor: str, at: datetime,
-                   data: dict[str, Any] | None = None) -> RefundEvent:
+    def transition(
+        self, target: RefundStatus, *, actor: str, at: datetime, data: dict[str, Any] | None = None
+    ) -> RefundEvent:
         """Move to target if the transitions table allows it; record the move as an event."""
         current = self.state
         check_transition(current, target)
         self.status = str(target)
         self.updated_at = at
         TRANSITIONS_TOTAL.labels(str(current), str(target)).inc()
-        return self.record(EventType.STATUS_CHANGED, actor=actor, at=at, data=data,
-                           from_status=str(current))
+        return self.record(
+            EventType.STATUS_CHANGED, actor=actor, at=at, data=data, from_status=str(current)
+        )
 
     @property
     def pending_events(self) -> list[RefundEvent]:

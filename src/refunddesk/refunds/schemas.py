@@ -19,12 +19,17 @@ class RefundLineIn(StrictModel):
 
 
 class RefundCreate(StrictModel):
-    order_id: Annotated[str, Field(min_length=1, max_length=100,
-                                   description="the retailer's order number (external_id)")]
+    order_id: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=100, description="the retailer's order number (external_id)"
+        ),
+    ]
     lines: Annotated[list[RefundLineIn], Field(min_length=1, max_length=500)] | None = None
     amount_minor: PositiveMinor | None = None
-    currency: CurrencyCode | None = Field(default=None,
-                                          description="optional; must match the order's")
+    currency: CurrencyCode | None = Field(
+        default=None, description="optional; must match the order's"
+    )
     reason: Reason
     channel: Channel = Channel.API
     note: Annotated[str, Field(max_length=2000)] | None = None

@@ -77,22 +77,28 @@ def _replay(existing: Refund, digest: str) -> tuple[Refund, bool]:
     if existing.request_hash != digest:
         raise IdempotencyConflict(
             "this Idempotency-Key was used for a different request; use a new key",
-            field="Idempotency-Key")
+            field="Idempotency-Key",
+        )
     return existing, False
 
 
-def _priced_lines(session: Session, order: Order, refund_id: str,
-                  data: RefundCreate) -> list[RefundLine]:
+def _priced_lines(
+    session: Session, order: Order, refund_id: str, data: RefundCreate
+) -> list[RefundLine]:
     """Price requested lines from the order; quantities may not exceed what is left."""
     assert data.lines is not None
     by_sku = {line.sku: line for line in order.lines}
     already: dict[str, int] = {}
     rows = session.execute(
         select(RefundLine.sku, RefundLine.quantity)
-        .join(Refund, (Refund.tenant_id == RefundLine.tenant_id)
-              & (Refund.id == RefundLine.refund_id))
-        .where(Refund.tenant_id == order.tenant_id, Refund.order_id == order.id,
-               Refund.status.not_in([str(s) for s in RELEASES_BUDGET]))
+        .join(
+            Refund, (Refund.tenant_id == RefundLine.tenant_id) & (Refund.id == RefundLine.refund_id)
+        )
+        .where(
+            Refund.tenant_id == order.tenant_id,
+            Refund.order_id == order.id,
+            Refund.status.not_in([str(s) for s in RELEASES_BUDGET]),
+        )
     )
     for sku, quantity in rows:
         already[sku] = already.get(sku, 0) + quantity
@@ -100,23 +106,42 @@ def _priced_lines(session: Session, order: Order, refund_id: str,
     for index, line in enumerate(data.lines):
         ordered = by_sku.get(line.sku)
         if ordered is None:
-            raise Invalid(f"order {order.external_id} has no line with sku {line.sku}",
-                          field=f"lines[{index}].sku")
+            raise Invalid(
+                f"order {order.external_id} has no line with sku {line.sku}",
+                field=f"lines[{index}].sku",
+            )
         left = ordered.quantity - already.get(line.sku, 0)
         if line.quantity > left:
             raise OverBudget(
                 f"sku {line.sku}: {line.quantity} requested but only {left} of "
-                f"{ordered.quantity} left to refund", field=f"lines[{index}].quantity")
-        priced.append(RefundLine(
-            tenant_id=order.tenant_id, refund_id=refund_id, line_no=index + 1, sku=line.sku,
-            quantity=line.quantity, reason=str(line.reason or data.reason),
-            condition=line.condition, amount_minor=line.quantity * ordered.unit_price_minor))
+                f"{ordered.quantity} left to refund",
+                field=f"lines[{index}].quantity",
+            )
+        priced.append(
+            RefundLine(
+                tenant_id=order.tenant_id,
+                refund_id=refund_id,
+                line_no=index + 1,
+                sku=line.sku,
+                quantity=line.quantity,
+                reason=str(line.reason or data.reason),
+                condition=line.condition,
+                amount_minor=line.quantity * ordered.unit_price_minor,
+            )
+        )
     return priced
 
 
-def request_refund(session: Session, *, clock: Clock, config: IntakeConfig, tenant_id: str,
-                   data: RefundCreate, actor: str,
-                   idempotency_key: str | None = None) -> tuple[Refund, bool]:
+def request_refund(
+    session: Session,
+    *,
+    clock: Clock,
+    config: IntakeConfig,
+    tenant_id: str,
+    data: RefundCreate,
+    actor: str,
+    idempotency_key: str | None = None,
+) -> tuple[Refund, bool]:
     """Create a refund, decide it, and enqueue its payout if approved.
 
     Returns the refund and whether it was created now (False: an idempotent replay).
@@ -133,31 +158,58 @@ def request_refund(session: Session, *, clock: Clock, config: IntakeConfig, tena
         raise UnknownOrder(f"no order {data.order_id} for this retailer", field="order_id")
     if data.currency is not None and data.currency != order.currency:
         raise CurrencyMismatch(
-            f"the order is in {order.currency}, the refund in {data.currency}", field="currency")
+            f"the order is in {order.currency}, the refund in {data.currency}", field="currency"
+        )
 
     now = clock.now()
     refund_id = new_id()
     lines = _priced_lines(session, order, refund_id, data) if data.lines else []
     amount = sum(li.amount_minor for li in lines) if lines else (data.amount_minor or 0)
-    check_budget(paid_minor=order.total_minor, requested_minor=amount,
-                 committed_minor=committed_minor(session, tenant_id=tenant_id,
-                                                 order_id=order.id))
-    decision = decide(now=now, purchased_at=order.purchased_at, delivered_at=order.delivered_at,
-                      window_days=config.window_days)
-    refund = Refund(
-        tenant_id=tenant_id, id=refund_id, order_id=order.id, reference=new_reference(),
-        status=str(RefundStatus.REQUESTED), reason=str(data.reason), channel=str(data.channel),
-        amount_minor=amount, currency=order.currency, note=data.note,
-        idempotency_key=idempotency_key, request_hash=digest,
-        decision_reasons=list(decision.reasons), created_at=now, updated_at=now,
-        event_count=0, lines=lines,
+    check_budget(
+        paid_minor=order.total_minor,
+        requested_minor=amount,
+        committed_minor=committed_minor(session, tenant_id=tenant_id, order_id=order.id),
     )
-    refund.record(EventType.REQUESTED, actor=actor, at=now, data={
-        "amount_minor": amount, "currency": order.currency, "reason": str(data.reason),
-        "channel": str(data.channel), "lines": [{"sku": li.sku, "quantity": li.quantity}
-                                                for li in lines]})
-    refund.transition(decision.status, actor=SYSTEM, at=now,
-                      data={"reasons": list(decision.reasons)})
+    decision = decide(
+        now=now,
+        purchased_at=order.purchased_at,
+        delivered_at=order.delivered_at,
+        window_days=config.window_days,
+    )
+    refund = Refund(
+        tenant_id=tenant_id,
+        id=refund_id,
+        order_id=order.id,
+        reference=new_reference(),
+        status=str(RefundStatus.REQUESTED),
+        reason=str(data.reason),
+        channel=str(data.channel),
+        amount_minor=amount,
+        currency=order.currency,
+        note=data.note,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        decision_reasons=list(decision.reasons),
+        created_at=now,
+        updated_at=now,
+        event_count=0,
+        lines=lines,
+    )
+    refund.record(
+        EventType.REQUESTED,
+        actor=actor,
+        at=now,
+        data={
+            "amount_minor": amount,
+            "currency": order.currency,
+            "reason": str(data.reason),
+            "channel": str(data.channel),
+            "lines": [{"sku": li.sku, "quantity": li.quantity} for li in lines],
+        },
+    )
+    refund.transition(
+        decision.status, actor=SYSTEM, at=now, data={"reasons": list(decision.reasons)}
+    )
     session.add(refund)
     if decision.status is RefundStatus.APPROVED:
         _enqueue_payout(session, refund, now, config)
@@ -165,15 +217,21 @@ def request_refund(session: Session, *, clock: Clock, config: IntakeConfig, tena
     return refund, True
 
 
-def _enqueue_payout(session: Session, refund: Refund, now: datetime,
-                    config: IntakeConfig) -> None:
-    enqueue(session, kind=PAYOUT_JOB, tenant_id=refund.tenant_id, now=now,
-            payload={"refund_id": refund.id}, max_attempts=config.job_max_attempts)
+def _enqueue_payout(session: Session, refund: Refund, now: datetime, config: IntakeConfig) -> None:
+    enqueue(
+        session,
+        kind=PAYOUT_JOB,
+        tenant_id=refund.tenant_id,
+        now=now,
+        payload={"refund_id": refund.id},
+        max_attempts=config.job_max_attempts,
+    )
 
 
 def load_for_update(session: Session, *, tenant_id: str, refund_id: str) -> Refund:
     refund = session.scalars(
-        select(Refund).where(Refund.tenant_id == tenant_id, Refund.id == refund_id)
+        select(Refund)
+        .where(Refund.tenant_id == tenant_id, Refund.id == refund_id)
         .with_for_update()
     ).first()
     if refund is None:
@@ -181,8 +239,16 @@ def load_for_update(session: Session, *, tenant_id: str, refund_id: str) -> Refu
     return refund
 
 
-def approve(session: Session, *, clock: Clock, config: IntakeConfig, tenant_id: str,
-            refund_id: str, actor: str, note: str | None = None) -> Refund:
+def approve(
+    session: Session,
+    *,
+    clock: Clock,
+    config: IntakeConfig,
+    tenant_id: str,
+    refund_id: str,
+    actor: str,
+    note: str | None = None,
+) -> Refund:
     """Approve a refund under review (or after its return) and queue its payout."""
     refund = load_for_update(session, tenant_id=tenant_id, refund_id=refund_id)
     now = clock.now()
@@ -191,33 +257,50 @@ def approve(session: Session, *, clock: Clock, config: IntakeConfig, tenant_id: 
     return refund
 
 
-def reject(session: Session, *, clock: Clock, tenant_id: str, refund_id: str, actor: str,
-           reason: str) -> Refund:
+def reject(
+    session: Session, *, clock: Clock, tenant_id: str, refund_id: str, actor: str, reason: str
+) -> Refund:
     refund = load_for_update(session, tenant_id=tenant_id, refund_id=refund_id)
-    refund.transition(RefundStatus.REJECTED, actor=actor, at=clock.now(),
-                      data={"reason": reason})
+    refund.transition(RefundStatus.REJECTED, actor=actor, at=clock.now(), data={"reason": reason})
     return refund
 
 
-def cancel(session: Session, *, clock: Clock, tenant_id: str, refund_id: str, actor: str,
-           note: str | None = None) -> Refund:
+def cancel(
+    session: Session,
+    *,
+    clock: Clock,
+    tenant_id: str,
+    refund_id: str,
+    actor: str,
+    note: str | None = None,
+) -> Refund:
     refund = load_for_update(session, tenant_id=tenant_id, refund_id=refund_id)
     refund.transition(RefundStatus.CANCELED, actor=actor, at=clock.now(), data={"note": note})
     return refund
 
 
-def retry_payout(session: Session, *, clock: Clock, config: IntakeConfig, tenant_id: str,
-                 refund_id: str, actor: str) -> Refund:
+def retry_payout(
+    session: Session,
+    *,
+    clock: Clock,
+    config: IntakeConfig,
+    tenant_id: str,
+    refund_id: str,
+    actor: str,
+) -> Refund:
     """Send a failed refund's payout again; its budget is checked anew since failing freed it."""
     refund = load_for_update(session, tenant_id=tenant_id, refund_id=refund_id)
     order = session.scalars(
-        select(Order).where(Order.tenant_id == tenant_id, Order.id == refund.order_id)
+        select(Order)
+        .where(Order.tenant_id == tenant_id, Order.id == refund.order_id)
         .with_for_update()
     ).one()
     # While failed, the refund holds no budget; another refund may have taken it meanwhile.
-    check_budget(paid_minor=order.total_minor, requested_minor=refund.amount_minor,
-                 committed_minor=committed_minor(session, tenant_id=tenant_id,
-                                                 order_id=order.id))
+    check_budget(
+        paid_minor=order.total_minor,
+        requested_minor=refund.amount_minor,
+        committed_minor=committed_minor(session, tenant_id=tenant_id, order_id=order.id),
+    )
     now = clock.now()
     refund.transition(RefundStatus.PROCESSING, actor=actor, at=now, data={"retry": True})
     _enqueue_payout(session, refund, now, config)
@@ -235,24 +318,39 @@ def get_refund(session: Session, *, tenant_id: str, refund_id: str) -> Refund:
 
 def to_public(refund: Refund, order_external_id: str) -> RefundPublic:
     return RefundPublic(
-        id=refund.id, reference=refund.reference, status=RefundStatus(refund.status),
-        order_id=order_external_id, amount_minor=refund.amount_minor, currency=refund.currency,
-        reason=refund.reason,  # type: ignore[arg-type]
-        channel=refund.channel,  # type: ignore[arg-type]
+        id=refund.id,
+        reference=refund.reference,
+        status=RefundStatus(refund.status),
+        order_id=order_external_id,
+        amount_minor=refund.amount_minor,
+        currency=refund.currency,
+        reason=refund.reason,
+        channel=refund.channel,
         note=refund.note,
-        lines=[RefundLinePublic(sku=li.sku, quantity=li.quantity, reason=li.reason,
-                                condition=li.condition, amount_minor=li.amount_minor)
-               for li in refund.lines],
+        lines=[
+            RefundLinePublic(
+                sku=li.sku,
+                quantity=li.quantity,
+                reason=li.reason,
+                condition=li.condition,
+                amount_minor=li.amount_minor,
+            )
+            for li in refund.lines
+        ],
         decision_reasons=list(refund.decision_reasons or []),
-        created_at=refund.created_at, updated_at=refund.updated_at,
+        created_at=refund.created_at,
+        updated_at=refund.updated_at,
     )
 
 
 def external_ids(session: Session, tenant_id: str, order_ids: set[str]) -> dict[str, str]:
     if not order_ids:
         return {}
-    rows = session.execute(select(Order.id, Order.external_id).where(
-        Order.tenant_id == tenant_id, Order.id.in_(order_ids)))
+    rows = session.execute(
+        select(Order.id, Order.external_id).where(
+            Order.tenant_id == tenant_id, Order.id.in_(order_ids)
+        )
+    )
     return {oid: ext for oid, ext in rows}
 
 
@@ -277,9 +375,16 @@ def decode_cursor(cursor: str) -> str:
         raise InvalidCursor("the cursor is not one this API gave out", field="cursor") from exc
 
 
-def list_refunds(session: Session, *, tenant_id: str, status: RefundStatus | None = None,
-                 order_external_id: str | None = None, created_after: datetime | None = None,
-                 cursor: str | None = None, limit: int = 50) -> RefundPage:
+def list_refunds(
+    session: Session,
+    *,
+    tenant_id: str,
+    status: RefundStatus | None = None,
+    order_external_id: str | None = None,
+    created_after: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> RefundPage:
     """Newest first, keyset-paginated on the time-ordered id."""
     query = select(Refund).where(Refund.tenant_id == tenant_id)
     if status is not None:
@@ -297,16 +402,29 @@ def list_refunds(session: Session, *, tenant_id: str, status: RefundStatus | Non
     more = len(rows) > limit
     rows = rows[:limit]
     ext = external_ids(session, tenant_id, {r.order_id for r in rows})
-    return RefundPage(items=[to_public(r, ext.get(r.order_id, "")) for r in rows],
-                      next_cursor=encode_cursor(rows[-1].id) if more and rows else None)
+    return RefundPage(
+        items=[to_public(r, ext.get(r.order_id, "")) for r in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
+    )
 
 
 def list_events(session: Session, *, tenant_id: str, refund_id: str) -> list[RefundEventPublic]:
     get_refund(session, tenant_id=tenant_id, refund_id=refund_id)
     events = session.scalars(
-        select(RefundEvent).where(RefundEvent.tenant_id == tenant_id,
-                                  RefundEvent.refund_id == refund_id)
-        .order_by(RefundEvent.seq))
-    return [RefundEventPublic(id=e.id, seq=e.seq, type=e.type, from_status=e.from_status,
-                              to_status=e.to_status, actor=e.actor, at=e.at, data=e.data)
-            for e in events]
+        select(RefundEvent)
+        .where(RefundEvent.tenant_id == tenant_id, RefundEvent.refund_id == refund_id)
+        .order_by(RefundEvent.seq)
+    )
+    return [
+        RefundEventPublic(
+            id=e.id,
+            seq=e.seq,
+            type=e.type,
+            from_status=e.from_status,
+            to_status=e.to_status,
+            actor=e.actor,
+            at=e.at,
+            data=e.data,
+        )
+        for e in events
+    ]

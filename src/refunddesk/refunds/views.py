@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
@@ -9,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from refunddesk.api.deps import ContainerDep, PrincipalDep, ReadSession
 from refunddesk.auth.domain import Permission
+from refunddesk.core.clock import as_utc
 from refunddesk.refunds import service
 from refunddesk.refunds.domain import RefundStatus
 from refunddesk.refunds.schemas import (
@@ -19,21 +21,33 @@ from refunddesk.refunds.schemas import (
     RefundPublic,
     RejectBody,
 )
-from refunddesk.core.clock import as_utc
-from datetime import datetime
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 RefundId = Annotated[str, Path(min_length=1, max_length=64)]
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=255,
-    description="same key and body returns the same refund; same key, other body is 409")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="same key and body returns the same refund; same key, other body is 409",
+    ),
+]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_refund",
-             responses={200: {"description": "idempotent replay: the refund made earlier"}})
-def create_refund(body: RefundCreate, principal: PrincipalDep, container: ContainerDep,
-                  response: Response,
-                  idempotency_key: IdempotencyKey = None) -> RefundPublic:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="create_refund",
+    responses={200: {"description": "idempotent replay: the refund made earlier"}},
+)
+def create_refund(
+    body: RefundCreate,
+    principal: PrincipalDep,
+    container: ContainerDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> RefundPublic:
     """Request a refund on an order; it is decided at once and, if approved, paid out."""
     principal.require(Permission.CREATE_REFUNDS)
     tenant_id = principal.require_tenant()
@@ -41,9 +55,14 @@ def create_refund(body: RefundCreate, principal: PrincipalDep, container: Contai
         try:
             with container.db.write() as session:
                 refund, created = service.request_refund(
-                    session, clock=container.clock, config=container.intake,
-                    tenant_id=tenant_id, data=body, actor=principal.actor,
-                    idempotency_key=idempotency_key)
+                    session,
+                    clock=container.clock,
+                    config=container.intake,
+                    tenant_id=tenant_id,
+                    data=body,
+                    actor=principal.actor,
+                    idempotency_key=idempotency_key,
+                )
                 result = service.to_public(refund, body.order_id)
             break
         except IntegrityError:
@@ -58,7 +77,8 @@ def create_refund(body: RefundCreate, principal: PrincipalDep, container: Contai
 
 @router.get("", operation_id="list_refunds")
 def list_refunds(
-    principal: PrincipalDep, session: ReadSession,
+    principal: PrincipalDep,
+    session: ReadSession,
     status_: Annotated[RefundStatus | None, Query(alias="status")] = None,
     order_id: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     created_after: datetime | None = None,
@@ -68,60 +88,87 @@ def list_refunds(
     """Refunds, newest first, with cursor pagination."""
     principal.require(Permission.READ)
     return service.list_refunds(
-        session, tenant_id=principal.require_tenant(), status=status_,
+        session,
+        tenant_id=principal.require_tenant(),
+        status=status_,
         order_external_id=order_id,
         created_after=as_utc(created_after) if created_after else None,
-        cursor=cursor, limit=limit)
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 @router.get("/{refund_id}", operation_id="get_refund")
-def get_refund(refund_id: RefundId, principal: PrincipalDep,
-               session: ReadSession) -> RefundPublic:
+def get_refund(refund_id: RefundId, principal: PrincipalDep, session: ReadSession) -> RefundPublic:
     principal.require(Permission.READ)
-    refund = service.get_refund(session, tenant_id=principal.require_tenant(),
-                                refund_id=refund_id)
+    refund = service.get_refund(session, tenant_id=principal.require_tenant(), refund_id=refund_id)
     return service.public(session, refund)
 
 
 @router.get("/{refund_id}/events", operation_id="list_refund_events")
-def list_events(refund_id: RefundId, principal: PrincipalDep,
-                session: ReadSession) -> list[RefundEventPublic]:
+def list_events(
+    refund_id: RefundId, principal: PrincipalDep, session: ReadSession
+) -> list[RefundEventPublic]:
     """Every step of the refund's life, oldest first: the audit trail."""
     principal.require(Permission.READ)
-    return service.list_events(session, tenant_id=principal.require_tenant(),
-                               refund_id=refund_id)
+    return service.list_events(session, tenant_id=principal.require_tenant(), refund_id=refund_id)
 
 
 @router.post("/{refund_id}/approve", operation_id="approve_refund")
-def approve(refund_id: RefundId, principal: PrincipalDep, container: ContainerDep,
-            body: NoteBody | None = None) -> RefundPublic:
+def approve(
+    refund_id: RefundId,
+    principal: PrincipalDep,
+    container: ContainerDep,
+    body: NoteBody | None = None,
+) -> RefundPublic:
     principal.require(Permission.DECIDE_REFUNDS)
     with container.db.write() as session:
-        refund = service.approve(session, clock=container.clock, config=container.intake,
-                                 tenant_id=principal.require_tenant(), refund_id=refund_id,
-                                 actor=principal.actor, note=body.note if body else None)
+        refund = service.approve(
+            session,
+            clock=container.clock,
+            config=container.intake,
+            tenant_id=principal.require_tenant(),
+            refund_id=refund_id,
+            actor=principal.actor,
+            note=body.note if body else None,
+        )
         return service.public(session, refund)
 
 
 @router.post("/{refund_id}/reject", operation_id="reject_refund")
-def reject(refund_id: RefundId, body: RejectBody, principal: PrincipalDep,
-           container: ContainerDep) -> RefundPublic:
+def reject(
+    refund_id: RefundId, body: RejectBody, principal: PrincipalDep, container: ContainerDep
+) -> RefundPublic:
     principal.require(Permission.DECIDE_REFUNDS)
     with container.db.write() as session:
-        refund = service.reject(session, clock=container.clock,
-                                tenant_id=principal.require_tenant(), refund_id=refund_id,
-                                actor=principal.actor, reason=body.reason)
+        refund = service.reject(
+            session,
+            clock=container.clock,
+            tenant_id=principal.require_tenant(),
+            refund_id=refund_id,
+            actor=principal.actor,
+            reason=body.reason,
+        )
         return service.public(session, refund)
 
 
 @router.post("/{refund_id}/cancel", operation_id="cancel_refund")
-def cancel(refund_id: RefundId, principal: PrincipalDep, container: ContainerDep,
-           body: NoteBody | None = None) -> RefundPublic:
+def cancel(
+    refund_id: RefundId,
+    principal: PrincipalDep,
+    container: ContainerDep,
+    body: NoteBody | None = None,
+) -> RefundPublic:
     principal.require(Permission.CANCEL_REFUNDS)
     with container.db.write() as session:
-        refund = service.cancel(session, clock=container.clock,
-                                tenant_id=principal.require_tenant(), refund_id=refund_id,
-                                actor=principal.actor, note=body.note if body else None)
+        refund = service.cancel(
+            session,
+            clock=container.clock,
+            tenant_id=principal.require_tenant(),
+            refund_id=refund_id,
+            actor=principal.actor,
+            note=body.note if body else None,
+        )
         return service.public(session, refund)
 
 
@@ -130,7 +177,12 @@ def retry(refund_id: RefundId, principal: PrincipalDep, container: ContainerDep)
     """Send a failed refund's payout again."""
     principal.require(Permission.RETRY_PAYOUTS)
     with container.db.write() as session:
-        refund = service.retry_payout(session, clock=container.clock, config=container.intake,
-                                      tenant_id=principal.require_tenant(),
-                                      refund_id=refund_id, actor=principal.actor)
+        refund = service.retry_payout(
+            session,
+            clock=container.clock,
+            config=container.intake,
+            tenant_id=principal.require_tenant(),
+            refund_id=refund_id,
+            actor=principal.actor,
+        )
         return service.public(session, refund)

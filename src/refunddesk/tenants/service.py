@@ -16,8 +16,9 @@ from refunddesk.core.money import normalize_currency
 from refunddesk.tenants.orm import Tenant
 
 
-def create_tenant(session: Session, *, clock: Clock, name: str, currency: str = "EUR",
-                  timezone: str = "UTC") -> tuple[Tenant, str]:
+def create_tenant(
+    session: Session, *, clock: Clock, name: str, currency: str = "EUR", timezone: str = "UTC"
+) -> tuple[Tenant, str]:
     """Create a retailer and its first API key (role integration); return both."""
     name = name.strip()
     if not name:
@@ -26,12 +27,22 @@ def create_tenant(session: Session, *, clock: Clock, name: str, currency: str = 
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise Invalid(f"unknown time zone {timezone!r}", field="timezone") from exc
-    tenant = Tenant(id=new_id(), name=name, currency=normalize_currency(currency),
-                    timezone=timezone, created_at=clock.now())
+    tenant = Tenant(
+        id=new_id(),
+        name=name,
+        currency=normalize_currency(currency),
+        timezone=timezone,
+        created_at=clock.now(),
+    )
     session.add(tenant)
     session.flush()
-    key = create_key(session, clock=clock, role=Role.INTEGRATION, tenant_id=tenant.id,
-                     name="initial integration key")
+    key = create_key(
+        session,
+        clock=clock,
+        role=Role.INTEGRATION,
+        tenant_id=tenant.id,
+        name="initial integration key",
+    )
     return tenant, key
 
 

@@ -20,16 +20,29 @@ from refunddesk.tenants.orm import Tenant
 
 # Business days from payout to money on the customer's account, by payment method.
 ARRIVAL_DAYS: dict[str, tuple[int, int]] = {
-    "card": (5, 10), "wallet": (1, 3), "bank_transfer": (1, 2), "store_credit": (0, 0),
+    "card": (5, 10),
+    "wallet": (1, 3),
+    "bank_transfer": (1, 2),
+    "store_credit": (0, 0),
 }
-METHOD_WORDS = {"card": "card", "wallet": "wallet", "bank_transfer": "bank account",
-                "store_credit": "store credit balance"}
+METHOD_WORDS = {
+    "card": "card",
+    "wallet": "wallet",
+    "bank_transfer": "bank account",
+    "store_credit": "store credit balance",
+}
 REVIEW_DAYS = 2  # business days the desk takes to review a refund by hand
 
 STATUS_LABELS = {
-    "requested": "Received", "pending_review": "In review", "awaiting_return": "Waiting for your return",
-    "return_received": "Return received", "approved": "Approved", "rejected": "Declined",
-    "processing": "Being paid", "succeeded": "Paid", "failed": "Payment problem",
+    "requested": "Received",
+    "pending_review": "In review",
+    "awaiting_return": "Waiting for your return",
+    "return_received": "Return received",
+    "approved": "Approved",
+    "rejected": "Declined",
+    "processing": "Being paid",
+    "succeeded": "Paid",
+    "failed": "Payment problem",
     "canceled": "Canceled",
 }
 
@@ -65,8 +78,9 @@ def add_business_days(start: date, days: int) -> date:
     return current
 
 
-def expected(refund: Refund, method: str, now: datetime, tz: ZoneInfo,
-             paid_at: datetime | None) -> tuple[date | None, str]:
+def expected(
+    refund: Refund, method: str, now: datetime, tz: ZoneInfo, paid_at: datetime | None
+) -> tuple[date | None, str]:
     """When the money should be on the customer's account, and that in words."""
     low, high = ARRIVAL_DAYS.get(method, (5, 10))
     words = METHOD_WORDS.get(method, "original payment method")
@@ -76,16 +90,23 @@ def expected(refund: Refund, method: str, now: datetime, tz: ZoneInfo,
         by = add_business_days(paid_at.astimezone(tz).date(), high)
         if high == 0:
             return by, f"Available now as {words}."
-        return by, (f"Sent to your {words}; banks take {low} to {high} business days, "
-                    f"so expect it by {by:%d %B %Y}.")
+        return by, (
+            f"Sent to your {words}; banks take {low} to {high} business days, "
+            f"so expect it by {by:%d %B %Y}."
+        )
     if status in (RefundStatus.APPROVED, RefundStatus.PROCESSING):
         by = add_business_days(today, high + 1)
         return by, f"Approved and being paid to your {words}: expect it by {by:%d %B %Y}."
-    if status in (RefundStatus.REQUESTED, RefundStatus.PENDING_REVIEW,
-                  RefundStatus.RETURN_RECEIVED):
+    if status in (
+        RefundStatus.REQUESTED,
+        RefundStatus.PENDING_REVIEW,
+        RefundStatus.RETURN_RECEIVED,
+    ):
         by = add_business_days(today, REVIEW_DAYS + high + 1)
-        return by, (f"Our team decides within {REVIEW_DAYS} business days; if approved, "
-                    f"expect the money by {by:%d %B %Y}.")
+        return by, (
+            f"Our team decides within {REVIEW_DAYS} business days; if approved, "
+            f"expect the money by {by:%d %B %Y}."
+        )
     if status is RefundStatus.AWAITING_RETURN:
         return None, "We pay the refund once your return reaches us."
     if status is RefundStatus.FAILED:
@@ -109,7 +130,7 @@ def _text(event: RefundEvent, money: Money, method: str) -> str | None:
         "processing": f"We are sending {money} to your {words}.",
         "succeeded": f"Your refund of {money} was paid to your {words}.",
         "failed": "We could not pay the refund to your original payment method. "
-                  "We will contact you about another way.",
+        "We will contact you about another way.",
         "canceled": "The refund was canceled.",
     }.get(event.to_status)
 
@@ -124,22 +145,44 @@ def track(session: Session, *, reference: str, email: str, now: datetime) -> Tra
     ).first()
     stored = row[1] if row else "no-such-refund@invalid"
     # Compare in constant time, and compare even when there is no refund, so timing tells nothing.
-    same = hmac.compare_digest(stored.strip().casefold().encode(), email.strip().casefold().encode())
+    same = hmac.compare_digest(
+        stored.strip().casefold().encode(), email.strip().casefold().encode()
+    )
     if row is None or not same:
         raise NotFound("no refund matches this reference and email")
     refund, _, method, retailer, tz_name = row
     tz = ZoneInfo(tz_name)
-    events = list(session.scalars(
-        select(RefundEvent).where(RefundEvent.tenant_id == refund.tenant_id,
-                                  RefundEvent.refund_id == refund.id)
-        .order_by(RefundEvent.seq)))
+    events = list(
+        session.scalars(
+            select(RefundEvent)
+            .where(RefundEvent.tenant_id == refund.tenant_id, RefundEvent.refund_id == refund.id)
+            .order_by(RefundEvent.seq)
+        )
+    )
     money = Money(refund.amount_minor, refund.currency)
-    timeline = [TimelineEntry(e.at, e.to_status, text) for e in events
-                if (text := _text(e, money, method)) is not None]
-    paid_at = next((e.at for e in reversed(events) if e.to_status == "succeeded"
-                    and e.type == EventType.STATUS_CHANGED), None)
+    timeline = [
+        TimelineEntry(e.at, e.to_status, text)
+        for e in events
+        if (text := _text(e, money, method)) is not None
+    ]
+    paid_at = next(
+        (
+            e.at
+            for e in reversed(events)
+            if e.to_status == "succeeded" and e.type == EventType.STATUS_CHANGED
+        ),
+        None,
+    )
     by, words = expected(refund, method, now, tz, paid_at)
-    return Tracking(reference=refund.reference, retailer=retailer, status=refund.status,
-                    status_label=STATUS_LABELS[refund.status], amount=money.format(),
-                    amount_minor=refund.amount_minor, currency=refund.currency,
-                    expected_by=by, expected_text=words, timeline=timeline)
+    return Tracking(
+        reference=refund.reference,
+        retailer=retailer,
+        status=refund.status,
+        status_label=STATUS_LABELS[refund.status],
+        amount=money.format(),
+        amount_minor=refund.amount_minor,
+        currency=refund.currency,
+        expected_by=by,
+        expected_text=words,
+        timeline=timeline,
+    )

@@ -34,14 +34,25 @@ class TrackingPublic(BaseModel):
 
 
 @router.get("/{reference}", operation_id="track_refund")
-def track_refund(reference: Annotated[str, Path(min_length=1, max_length=32)],
-                 email: Annotated[str, Query(min_length=3, max_length=320)],
-                 session: ReadSession, container: ContainerDep) -> TrackingPublic:
+def track_refund(
+    reference: Annotated[str, Path(min_length=1, max_length=32)],
+    email: Annotated[str, Query(min_length=3, max_length=320)],
+    session: ReadSession,
+    container: ContainerDep,
+) -> TrackingPublic:
     """Where a customer's refund is. The same 404 for an unknown reference and a wrong email."""
     view = track(session, reference=reference, email=email, now=container.clock.now())
     return TrackingPublic(
-        reference=view.reference, retailer=view.retailer, status=view.status,
-        status_label=view.status_label, amount=view.amount, amount_minor=view.amount_minor,
-        currency=view.currency, expected_by=view.expected_by, expected_text=view.expected_text,
-        timeline=[TimelineEntryPublic(at=e.at, status=e.status, text=e.text)
-                  for e in view.timeline])
+        reference=view.reference,
+        retailer=view.retailer,
+        status=view.status,
+        status_label=view.status_label,
+        amount=view.amount,
+        amount_minor=view.amount_minor,
+        currency=view.currency,
+        expected_by=view.expected_by,
+        expected_text=view.expected_text,
+        timeline=[
+            TimelineEntryPublic(at=e.at, status=e.status, text=e.text) for e in view.timeline
+        ],
+    )

@@ -45,13 +45,19 @@ class SandboxGateway:
             seen = self.payouts.get(request.idempotency_key)
             if seen is not None:
                 if seen[0] != request:
-                    return PayoutResult(PayoutOutcome.FAILED, failure_reason="idempotency_error",
-                                        failure_message="same key, different request")
+                    return PayoutResult(
+                        PayoutOutcome.FAILED,
+                        failure_reason="idempotency_error",
+                        failure_message="same key, different request",
+                    )
                 return seen[1]
             if self._rng.random() < self.failure_rate:
-                result = PayoutResult(PayoutOutcome.FAILED, gateway_reference=f"sbx_{new_id()}",
-                                      failure_reason="declined",
-                                      failure_message="sandbox: simulated decline")
+                result = PayoutResult(
+                    PayoutOutcome.FAILED,
+                    gateway_reference=f"sbx_{new_id()}",
+                    failure_reason="declined",
+                    failure_message="sandbox: simulated decline",
+                )
             else:
                 result = PayoutResult(PayoutOutcome.SUCCEEDED, gateway_reference=f"sbx_{new_id()}")
             self.payouts[request.idempotency_key] = (request, result)
@@ -64,5 +70,8 @@ class SandboxGateway:
 
     def paid_refund_ids(self) -> list[str]:
         with self._lock:
-            return [req.refund_id for req, r in self.payouts.values()
-                    if r.outcome is PayoutOutcome.SUCCEEDED]
+            return [
+                req.refund_id
+                for req, r in self.payouts.values()
+                if r.outcome is PayoutOutcome.SUCCEEDED
+            ]
