@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from refunddesk.core.errors import Conflict, NotFound
+from refunddesk.db.base import table_of
 from refunddesk.jobs.orm import Job
 
 QUEUED, RUNNING, DEAD = "queued", "running", "dead"
@@ -32,6 +33,9 @@ class ClaimedJob:
     max_attempts: int
 
 
+_INSERT_JOB = insert(table_of(Job))
+
+
 def enqueue(
     session: Session,
     *,
@@ -42,25 +46,28 @@ def enqueue(
     tenant_id: str | None = None,
     delay: timedelta | None = None,
     dedupe_key: str | None = None,
-) -> Job:
+) -> None:
     """Add a job to the session's transaction; it runs only if that transaction commits."""
-    job = Job(
-        kind=kind,
-        payload=payload,
-        tenant_id=tenant_id,
-        status=QUEUED,
-        attempts=0,
-        max_attempts=max_attempts,
-        run_at=now + (delay or timedelta()),
-        locked_until=None,
-        locked_by=None,
-        last_error=None,
-        dedupe_key=dedupe_key,
-        created_at=now,
-        updated_at=now,
+    session.connection().execute(
+        _INSERT_JOB,
+        [
+            {
+                "kind": kind,
+                "payload": payload,
+                "tenant_id": tenant_id,
+                "status": QUEUED,
+                "attempts": 0,
+                "max_attempts": max_attempts,
+                "run_at": now + (delay or timedelta()),
+                "locked_until": None,
+                "locked_by": None,
+                "last_error": None,
+                "dedupe_key": dedupe_key,
+                "created_at": now,
+                "updated_at": now,
+            }
+        ],
     )
-    session.add(job)
-    return job
 
 
 def claim(

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, select, tuple_
+from sqlalchemy.orm import Session, lazyload
 
 from refunddesk.core.clock import Clock
 from refunddesk.core.ids import new_id
@@ -74,29 +74,41 @@ class PayoutHandler:
         self, session: Session, jobs: Sequence[ClaimedJob], outcomes: dict[int, Outcome]
     ) -> list[_ToSend]:
         keys = [(j.tenant_id or "", str(j.payload.get("refund_id"))) for j in jobs]
-        refunds = (
-            {
-                (r.tenant_id, r.id): r
-                for r in session.scalars(
-                    select(Refund)
-                    .where(tuple_(Refund.tenant_id, Refund.id).in_(keys))
-                    .with_for_update()
-                )
-            }
-            if keys
-            else {}
-        )
+        # Three queries for the whole batch, never one per refund.
+        refunds = {
+            (r.tenant_id, r.id): r
+            for r in session.scalars(
+                select(Refund)
+                .where(tuple_(Refund.tenant_id, Refund.id).in_(keys))
+                .options(lazyload(Refund.lines))
+                .with_for_update()
+            )
+        }
         order_keys = {(r.tenant_id, r.order_id) for r in refunds.values()}
         orders = (
             {
                 (o.tenant_id, o.id): o
-                for o in session.scalars(
-                    select(Order).where(tuple_(Order.tenant_id, Order.id).in_(order_keys))
+                for o in session.execute(
+                    select(
+                        Order.tenant_id,
+                        Order.id,
+                        Order.payment_gateway,
+                        Order.payment_method,
+                        Order.payment_reference,
+                    ).where(tuple_(Order.tenant_id, Order.id).in_(order_keys))
                 )
             }
             if order_keys
             else {}
         )
+        latest: dict[tuple[str, str], Payout] = {}
+        if refunds:
+            for attempt in session.scalars(
+                select(Payout).where(tuple_(Payout.tenant_id, Payout.refund_id).in_(list(refunds)))
+            ):
+                key = (attempt.tenant_id, attempt.refund_id)
+                if key not in latest or latest[key].attempt < attempt.attempt:
+                    latest[key] = attempt
         now = self.clock.now()
         to_send = []
         for job, key in zip(jobs, keys, strict=True):
@@ -104,10 +116,9 @@ class PayoutHandler:
             if refund is None:
                 outcomes[job.id] = Outcome.fail(f"refund {key[1]} not found")
                 continue
+            order = orders[(refund.tenant_id, refund.order_id)]
             try:
-                payout = self._attempt_for(
-                    session, refund, orders[(refund.tenant_id, refund.order_id)], now
-                )
+                payout = self._attempt_for(session, refund, order, latest.get(key), now)
             except Exception as exc:  # one bad refund never stops the batch
                 log.exception("payout preparation failed for refund %s", refund.id)
                 outcomes[job.id] = Outcome.retry(f"prepare: {exc!r}")
@@ -115,34 +126,27 @@ class PayoutHandler:
             if payout is None:
                 outcomes[job.id] = Outcome.done()  # canceled, already paid, ...: nothing to send
                 continue
-            order = orders[(refund.tenant_id, refund.order_id)]
-            to_send.append(
-                _ToSend(
-                    job.id,
-                    PayoutRequest(
-                        idempotency_key=payout.idempotency_key,
-                        tenant_id=refund.tenant_id,
-                        refund_id=refund.id,
-                        amount_minor=payout.amount_minor,
-                        currency=payout.currency,
-                        method=payout.method,
-                        payment_reference=order.payment_reference,
-                    ),
-                    payout.gateway,
-                )
+            request = PayoutRequest(
+                idempotency_key=payout.idempotency_key,
+                tenant_id=refund.tenant_id,
+                refund_id=refund.id,
+                amount_minor=payout.amount_minor,
+                currency=payout.currency,
+                method=payout.method,
+                payment_reference=order.payment_reference,
             )
+            to_send.append(_ToSend(job.id, request, payout.gateway))
         return to_send
 
     def _attempt_for(
-        self, session: Session, refund: Refund, order: Order, now: datetime
+        self,
+        session: Session,
+        refund: Refund,
+        order: Row[str, str, str, str, str],
+        latest: Payout | None,
+        now: datetime,
     ) -> Payout | None:
         """The attempt to send for this refund: a new one, the unconfirmed one, or none."""
-        latest = session.scalars(
-            select(Payout)
-            .where(Payout.tenant_id == refund.tenant_id, Payout.refund_id == refund.id)
-            .order_by(Payout.attempt.desc())
-            .limit(1)
-        ).first()
         if (
             refund.state is RefundStatus.PROCESSING
             and latest is not None
@@ -207,19 +211,34 @@ class PayoutHandler:
         outcomes: dict[int, Outcome],
     ) -> None:
         now = self.clock.now()
+        keys = [(item.request.tenant_id, item.request.refund_id) for item, _ in results]
+        refunds = {
+            (r.tenant_id, r.id): r
+            for r in session.scalars(
+                select(Refund)
+                .where(tuple_(Refund.tenant_id, Refund.id).in_(keys))
+                .options(lazyload(Refund.lines))
+                .with_for_update()
+            )
+        }
+        payouts = {
+            (p.tenant_id, p.idempotency_key): p
+            for p in session.scalars(
+                select(Payout).where(
+                    tuple_(Payout.tenant_id, Payout.idempotency_key).in_(
+                        [(i.request.tenant_id, i.request.idempotency_key) for i, _ in results]
+                    )
+                )
+            )
+        }
         for item, result in results:
             req = item.request
-            payout = session.scalars(
-                select(Payout).where(
-                    Payout.tenant_id == req.tenant_id, Payout.idempotency_key == req.idempotency_key
-                )
-            ).one()
-            refund = session.scalars(
-                select(Refund)
-                .where(Refund.tenant_id == req.tenant_id, Refund.id == req.refund_id)
-                .with_for_update()
-            ).one()
             outcomes[item.job_id] = Outcome.done()
+            payout = payouts.get((req.tenant_id, req.idempotency_key))
+            refund = refunds.get((req.tenant_id, req.refund_id))
+            if payout is None or refund is None:
+                outcomes[item.job_id] = Outcome.retry("payout or refund row vanished")
+                continue
             if payout.status != "sent" or refund.state is not RefundStatus.PROCESSING:
                 continue  # another run already recorded this answer
             payout.status = str(result.outcome)

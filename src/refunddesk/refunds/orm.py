@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,11 +16,12 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    insert,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from refunddesk.core.ids import new_id
-from refunddesk.db.base import Base
+from refunddesk.db.base import Base, table_of
 from refunddesk.refunds.domain import EventType, RefundStatus, check_transition
 
 TRANSITIONS_TOTAL = Counter(
@@ -72,14 +74,14 @@ class Refund(Base):
         at: datetime,
         data: dict[str, Any] | None = None,
         from_status: str | None = None,
-    ) -> RefundEvent:
+    ) -> NewEvent:
         """Append an immutable event to this refund's history."""
         self.event_count = (self.event_count or 0) + 1
-        event = RefundEvent(
+        event = NewEvent(
             tenant_id=self.tenant_id,
+            id=new_id(),
             refund_id=self.id,
             seq=self.event_count,
-            id=new_id(),
             type=str(type_),
             from_status=from_status,
             to_status=self.status,
@@ -92,7 +94,7 @@ class Refund(Base):
 
     def transition(
         self, target: RefundStatus, *, actor: str, at: datetime, data: dict[str, Any] | None = None
-    ) -> RefundEvent:
+    ) -> NewEvent:
         """Move to target if the transitions table allows it; record the move as an event."""
         current = self.state
         check_transition(current, target)
@@ -104,13 +106,32 @@ class Refund(Base):
         )
 
     @property
-    def pending_events(self) -> list[RefundEvent]:
-        """Events recorded in this unit of work; the session adds them at flush (db/events)."""
-        pending: list[RefundEvent] | None = self.__dict__.get("_pending_events")
+    def pending_events(self) -> list[NewEvent]:
+        """Events recorded but not yet stored; written when the session flushes."""
+        pending: list[NewEvent] | None = self.__dict__.get("_pending_events")
         if pending is None:
             pending = []
             self.__dict__["_pending_events"] = pending
         return pending
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event recorded by the aggregate, not yet stored (a row of refund_events)."""
+
+    tenant_id: str
+    id: str
+    refund_id: str
+    seq: int
+    type: str
+    from_status: str | None
+    to_status: str
+    actor: str
+    at: datetime
+    data: dict[str, Any]
+
+    def as_row(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}
 
 
 class RefundLine(Base):
@@ -151,12 +172,22 @@ class RefundEvent(Base):
     data: Mapped[dict[str, Any]]
 
 
-@event.listens_for(Session, "before_flush")
-def _add_recorded_events(session: Session, _ctx: object, _instances: object) -> None:
-    """Persist the events each Refund recorded, in the same transaction as its change."""
+_INSERT_EVENTS = insert(table_of(RefundEvent))
+
+
+@event.listens_for(Session, "after_flush")
+def _store_recorded_events(session: Session, _ctx: object) -> None:
+    """Store the events each Refund recorded, in the same transaction as its change.
+
+    After the flush, so the refund rows they reference exist; one executemany, because
+    events are append-only and need none of the unit of work's bookkeeping.
+    """
+    rows: list[dict[str, Any]] = []
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, Refund):
             pending = obj.__dict__.get("_pending_events")
             if pending:
-                session.add_all(pending)
+                rows.extend(e.as_row() for e in pending)
                 pending.clear()
+    if rows:
+        session.connection().execute(_INSERT_EVENTS, rows)

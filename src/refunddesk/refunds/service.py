@@ -10,20 +10,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
-from refunddesk.core.clock import Clock
+from refunddesk.core.clock import Clock, as_utc
 from refunddesk.core.errors import (
     CurrencyMismatch,
     IdempotencyConflict,
+    IllegalTransition,
     Invalid,
     NotFound,
     OverBudget,
 )
 from refunddesk.core.ids import new_id, new_reference
+from refunddesk.db.base import table_of
 from refunddesk.jobs.queue import enqueue
-from refunddesk.orders.orm import Order
+from refunddesk.orders.orm import Order, OrderLine
 from refunddesk.orders.service import committed_minor, find_order
 from refunddesk.refunds.domain import (
     RELEASES_BUDGET,
@@ -73,60 +75,91 @@ def find_by_idempotency_key(session: Session, *, tenant_id: str, key: str) -> Re
     ).first()
 
 
-def _replay(existing: Refund, digest: str) -> tuple[Refund, bool]:
-    if existing.request_hash != digest:
+def _replay(
+    session: Session, tenant_id: str, refund_id: str, stored: str | None, digest: str
+) -> tuple[Refund, bool]:
+    if stored != digest:
         raise IdempotencyConflict(
             "this Idempotency-Key was used for a different request; use a new key",
             field="Idempotency-Key",
         )
-    return existing, False
+    return get_refund(session, tenant_id=tenant_id, refund_id=refund_id), False
+
+
+# Intake is the hottest path: its statements are built once, with bind parameters, so each
+# request only binds values and runs SQL the engine has compiled before.
+_T: BindParameter[str] = bindparam("tenant_id")
+_ORDER: BindParameter[str] = bindparam("order_id")
+_ORDER_FOR_INTAKE = select(
+    Order.id, Order.currency, Order.total_minor, Order.purchased_at, Order.delivered_at
+).where(Order.tenant_id == _T, Order.external_id == bindparam("external_id"))
+_ORDER_FOR_INTAKE_LOCKED = _ORDER_FOR_INTAKE.with_for_update()
+_REFUND_BY_KEY = select(Refund.id, Refund.request_hash).where(
+    Refund.tenant_id == _T, Refund.idempotency_key == bindparam("key")
+)
+_HOLDS_BUDGET = Refund.status.not_in([str(s) for s in RELEASES_BUDGET])
+_COMMITTED = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+    Refund.tenant_id == _T, Refund.order_id == _ORDER, _HOLDS_BUDGET
+)
+_ORDER_LINES = select(OrderLine.sku, OrderLine.quantity, OrderLine.unit_price_minor).where(
+    OrderLine.tenant_id == _T, OrderLine.order_id == _ORDER
+)
+_REFUNDED_QUANTITIES = (
+    select(RefundLine.sku, func.sum(RefundLine.quantity))
+    .join(Refund, (Refund.tenant_id == RefundLine.tenant_id) & (Refund.id == RefundLine.refund_id))
+    .where(Refund.tenant_id == _T, Refund.order_id == _ORDER, _HOLDS_BUDGET)
+    .group_by(RefundLine.sku)
+)
+_INSERT_REFUND = insert(table_of(Refund))
+_INSERT_LINE = insert(table_of(RefundLine))
+_INSERT_EVENT = insert(table_of(RefundEvent))
+_REFUND_COLUMNS = [c.key for c in table_of(Refund).columns]
+_LINE_COLUMNS = [c.key for c in table_of(RefundLine).columns]
+
+
+def _row(obj: object, columns: list[str]) -> dict[str, Any]:
+    return {key: getattr(obj, key) for key in columns}
 
 
 def _priced_lines(
-    session: Session, order: Order, refund_id: str, data: RefundCreate
+    session: Session,
+    tenant_id: str,
+    order_id: str,
+    external_id: str,
+    refund_id: str,
+    data: RefundCreate,
 ) -> list[RefundLine]:
     """Price requested lines from the order; quantities may not exceed what is left."""
     assert data.lines is not None
-    by_sku = {line.sku: line for line in order.lines}
-    already: dict[str, int] = {}
-    rows = session.execute(
-        select(RefundLine.sku, RefundLine.quantity)
-        .join(
-            Refund, (Refund.tenant_id == RefundLine.tenant_id) & (Refund.id == RefundLine.refund_id)
-        )
-        .where(
-            Refund.tenant_id == order.tenant_id,
-            Refund.order_id == order.id,
-            Refund.status.not_in([str(s) for s in RELEASES_BUDGET]),
-        )
-    )
-    for sku, quantity in rows:
-        already[sku] = already.get(sku, 0) + quantity
+    params = {"tenant_id": tenant_id, "order_id": order_id}
+    by_sku = {sku: (qty, price) for sku, qty, price in session.execute(_ORDER_LINES, params)}
+    already = {sku: int(qty) for sku, qty in session.execute(_REFUNDED_QUANTITIES, params)}
     priced = []
     for index, line in enumerate(data.lines):
         ordered = by_sku.get(line.sku)
         if ordered is None:
             raise Invalid(
-                f"order {order.external_id} has no line with sku {line.sku}",
+                f"order {external_id} has no line with sku {line.sku}",
                 field=f"lines[{index}].sku",
             )
-        left = ordered.quantity - already.get(line.sku, 0)
+        quantity, unit_price = ordered
+        left = quantity - already.get(line.sku, 0)
         if line.quantity > left:
             raise OverBudget(
                 f"sku {line.sku}: {line.quantity} requested but only {left} of "
-                f"{ordered.quantity} left to refund",
+                f"{quantity} left to refund",
                 field=f"lines[{index}].quantity",
             )
         priced.append(
             RefundLine(
-                tenant_id=order.tenant_id,
+                tenant_id=tenant_id,
                 refund_id=refund_id,
                 line_no=index + 1,
                 sku=line.sku,
                 quantity=line.quantity,
                 reason=str(line.reason or data.reason),
                 condition=line.condition,
-                amount_minor=line.quantity * ordered.unit_price_minor,
+                amount_minor=line.quantity * unit_price,
             )
         )
     return priced
@@ -149,11 +182,16 @@ def request_refund(
     on one order can never together exceed what was paid.
     """
     digest = request_hash(data)
-    order = find_order(session, tenant_id=tenant_id, external_id=data.order_id, for_update=True)
+    conn = session.connection()  # Core statements: no ORM loading on the hot path
+    order = conn.execute(
+        _ORDER_FOR_INTAKE_LOCKED, {"tenant_id": tenant_id, "external_id": data.order_id}
+    ).first()
     if idempotency_key is not None:
-        existing = find_by_idempotency_key(session, tenant_id=tenant_id, key=idempotency_key)
-        if existing is not None:
-            return _replay(existing, digest)
+        seen = conn.execute(
+            _REFUND_BY_KEY, {"tenant_id": tenant_id, "key": idempotency_key}
+        ).first()
+        if seen is not None:
+            return _replay(session, tenant_id, seen.id, seen.request_hash, digest)
     if order is None:
         raise UnknownOrder(f"no order {data.order_id} for this retailer", field="order_id")
     if data.currency is not None and data.currency != order.currency:
@@ -163,17 +201,22 @@ def request_refund(
 
     now = clock.now()
     refund_id = new_id()
-    lines = _priced_lines(session, order, refund_id, data) if data.lines else []
+    lines = (
+        _priced_lines(session, tenant_id, order.id, data.order_id, refund_id, data)
+        if data.lines
+        else []
+    )
     amount = sum(li.amount_minor for li in lines) if lines else (data.amount_minor or 0)
+    committed = conn.execute(_COMMITTED, {"tenant_id": tenant_id, "order_id": order.id})
     check_budget(
         paid_minor=order.total_minor,
         requested_minor=amount,
-        committed_minor=committed_minor(session, tenant_id=tenant_id, order_id=order.id),
+        committed_minor=int(committed.scalar_one()),
     )
     decision = decide(
         now=now,
-        purchased_at=order.purchased_at,
-        delivered_at=order.delivered_at,
+        purchased_at=as_utc(order.purchased_at),
+        delivered_at=as_utc(order.delivered_at) if order.delivered_at else None,
         window_days=config.window_days,
     )
     refund = Refund(
@@ -210,10 +253,14 @@ def request_refund(
     refund.transition(
         decision.status, actor=SYSTEM, at=now, data={"reasons": list(decision.reasons)}
     )
-    session.add(refund)
+    # The aggregate decided; persist it with bulk INSERTs rather than a unit-of-work flush.
+    conn.execute(_INSERT_REFUND, [_row(refund, _REFUND_COLUMNS)])
+    if lines:
+        conn.execute(_INSERT_LINE, [_row(li, _LINE_COLUMNS) for li in lines])
+    conn.execute(_INSERT_EVENT, [e.as_row() for e in refund.pending_events])
+    refund.pending_events.clear()
     if decision.status is RefundStatus.APPROVED:
         _enqueue_payout(session, refund, now, config)
-    session.flush()
     return refund, True
 
 
@@ -290,6 +337,14 @@ def retry_payout(
 ) -> Refund:
     """Send a failed refund's payout again; its budget is checked anew since failing freed it."""
     refund = load_for_update(session, tenant_id=tenant_id, refund_id=refund_id)
+    if refund.state is not RefundStatus.FAILED:
+        # approved -> processing is legal for the worker, but a retry of a refund that has not
+        # failed would queue a second payout for it.
+        raise IllegalTransition(
+            f"only a failed refund's payout can be retried; this one is {refund.status}",
+            current=refund.status,
+            target=str(RefundStatus.PROCESSING),
+        )
     order = session.scalars(
         select(Order)
         .where(Order.tenant_id == tenant_id, Order.id == refund.order_id)
