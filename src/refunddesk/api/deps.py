@@ -43,6 +43,9 @@ def get_principal(
     raw = authorization[7:].strip()
     if not raw or len(raw) > 200:
         raise Unauthorized("unknown or revoked API key")
+    cached = container.authenticator.cached(raw)
+    if cached is not None and cached.role is not Role.ADMIN:
+        return principal_for(cached, tenant_header=x_tenant_id)  # the hot path: no session
     with container.db.read() as session:
         key = container.authenticator.lookup(session, raw)
         principal = principal_for(key, tenant_header=x_tenant_id)

@@ -60,6 +60,12 @@ class KeyAuthenticator:
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, raw: str) -> Principal | None:
+        """The key's principal if it was checked within the cache time, else None."""
+        with self._lock:
+            hit = self._cache.get(hash_key(raw))
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
     def lookup(self, session: Session, raw: str) -> Principal:
         """The key's principal as stored (admin keys have no tenant yet)."""
         digest = hash_key(raw)
