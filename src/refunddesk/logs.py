@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 from asgi_correlation_id import CorrelationIdFilter
 from pythonjsonlogger.json import JsonFormatter
 
 
-def configure(level: str = "INFO", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
+    """Send all logs to stream (standard error by default) in the chosen format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(CorrelationIdFilter(uuid_length=32, default_value="-"))
     if fmt == "json":
         handler.setFormatter(

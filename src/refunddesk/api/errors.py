@@ -45,6 +45,13 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return text or (str(loc[0]) if loc else "")
 
 
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = []
@@ -52,6 +59,18 @@ def _validation(request: Request, exc: Exception) -> JSONResponse:
         if error.get("type") == "json_invalid":
             return problem(
                 400, "Malformed JSON", "the request body is not valid JSON", code="malformed_json"
+            )
+        # FastAPI hands a non-JSON body to the model as bytes; say what is actually wrong.
+        if (
+            tuple(error.get("loc", ())) == ("body",)
+            and error.get("type") != "missing"
+            and not _is_json(request.headers.get("content-type"))
+        ):
+            return problem(
+                415,
+                "Unsupported media type",
+                "send the body as JSON with 'Content-Type: application/json'",
+                code="unsupported_media_type",
             )
         message = str(error.get("msg", "invalid"))
         errors.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 from prometheus_client import Counter, Histogram
@@ -61,18 +62,28 @@ class BodyLimit:
                     return
         seen = 0
         started = False
+        exceeded = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    exceeded = True
                     raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if exceeded:
+                # The app caught _BodyTooLarge while reading the body (FastAPI turns it into a
+                # 400); answer 413 in place of whatever it says.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    for reply in _too_large(self.limit):
+                        await send(reply)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -89,8 +100,11 @@ class _BodyTooLarge(Exception):
     pass
 
 
+ACCESS_LOG = logging.getLogger("refunddesk.access")
+
+
 class Metrics:
-    """Count and time requests by route template (not raw path: ids would explode labels)."""
+    """Count, time and log requests by route template (raw paths would explode labels)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -113,5 +127,20 @@ class Metrics:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
+            elapsed = time.perf_counter() - started
             REQUESTS.labels(scope["method"], path, str(status)).inc()
-            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
+            LATENCY.labels(scope["method"], path).observe(elapsed)
+            if ACCESS_LOG.isEnabledFor(logging.INFO):
+                ACCESS_LOG.info(
+                    "%s %s %s %.1fms",
+                    scope["method"],
+                    scope.get("path", ""),
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "method": scope["method"],
+                        "route": path,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
