@@ -47,7 +47,8 @@ def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
     if not base:
         pytest.skip(PG_SKIP)
     url = make_url(base)
-    name = f"{url.database}_rd_{_worker_id(request.config)}"
+    # One database per process: concurrent runs (and xdist workers) never share one.
+    name = f"{url.database}_rd_{_worker_id(request.config)}_{os.getpid()}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -55,6 +56,8 @@ def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
     target = url.set(database=name).render_as_string(hide_password=False)
     upgrade(target)
     yield target
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 

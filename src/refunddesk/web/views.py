@@ -1,11 +1,346 @@
-"""Web pages (placeholder until the web capability lands)."""
+"""Web pages: the home page, the customer tracking page and the desk (admin sign-in)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.middleware.sessions import SessionMiddleware
+
+from refunddesk.auth.domain import Role
+from refunddesk.auth.orm import ApiKey
 from refunddesk.bootstrap import Container
+from refunddesk.core.errors import Conflict, DomainError, NotFound, Unauthorized
+from refunddesk.core.money import Money
+from refunddesk.jobs import queue
+from refunddesk.refunds.domain import OPEN, RefundStatus
+from refunddesk.reporting import service as reporting
+from refunddesk.tracking.service import STATUS_LABELS, Tracking, track
+from refunddesk.web import security
+from refunddesk.web.chart import stacked_bars
+
+HERE = Path(__file__).parent
+MAX_REFERENCE = 32
+MAX_EMAIL = 320
+MAX_KEY = 200
+HEADLINE_TTL_SECONDS = 5.0
+NOT_FOUND_TEXT = (
+    "No refund matches this reference and email. Check both against your confirmation "
+    "email; the reference looks like RF-7K2M9QXA."
+)
+
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else f"{value:%d %b %Y, %H:%M} UTC"
+
+
+def _age(value: timedelta | None) -> str:
+    if value is None:
+        return "none waiting"
+    seconds = max(int(value.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{seconds} s"
+
+
+def _status_words(status: str | None) -> str:
+    return "\u2014" if not status else status.replace("_", " ")
+
+
+def _event_words(event_type: str) -> str:
+    return event_type.replace(".", " ").replace("_", " ")
+
+
+def _money(minor: int, currency: str) -> str:
+    try:
+        return Money(minor, currency).format()
+    except (DomainError, TypeError):
+        return f"{minor} {currency} (minor units)"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["age"] = _age
+templates.env.filters["status_words"] = _status_words
+templates.env.filters["event_words"] = _event_words
+templates.env.globals["STATUS_LABELS"] = STATUS_LABELS
+templates.env.globals["STATUS_ORDER"] = [str(s) for s in reporting.STATUS_ORDER]
+
+
+def _render(
+    request: Request, name: str, context: dict[str, Any] | None = None, *, status: int = 200
+) -> Response:
+    page: dict[str, Any] = {
+        "csrf_field": security.CSRF_FIELD,
+        "csrf_token": security.csrf_token(request),
+        "signed_in": security.desk_identity(request) is not None,
+        "path": request.url.path,
+    }
+    page.update(context or {})
+    return security.secure(templates.TemplateResponse(request, name, page, status_code=status))
+
+
+def _redirect(url: str) -> Response:
+    return security.secure(RedirectResponse(url, status_code=303))
+
+
+def _forbidden(request: Request) -> Response:
+    return _render(
+        request,
+        "forbidden.html",
+        {"title": "Form expired"},
+        status=403,
+    )
+
+
+def _field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _clean(value: str, limit: int) -> str | None:
+    """The trimmed value, or None if it is too long or holds control characters."""
+    value = value.strip()
+    if len(value) > limit or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return None
+    return value
+
+
+def make_router(container: Container) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    # ----- home -------------------------------------------------------------------------
+
+    # The home page is public: cache its figures briefly so traffic cannot pile up count queries.
+    cached: dict[str, tuple[float, dict[str, Any]]] = {}
+    cache_lock = threading.Lock()
+
+    def headline() -> dict[str, Any]:
+        with cache_lock:
+            hit = cached.get("headline")
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+            figures = count_headline()
+            cached["headline"] = (time.monotonic() + HEADLINE_TTL_SECONDS, figures)
+            return figures
+
+    def count_headline() -> dict[str, Any]:
+        with container.db.read() as session:
+            counts = reporting.status_counts(session)
+            totals = reporting.refunded_totals(session)
+        return {
+            "counts": counts,
+            "total_refunds": sum(counts.values()),
+            "open_refunds": sum(counts[str(s)] for s in OPEN),
+            "paid_refunds": counts[str(RefundStatus.SUCCEEDED)],
+            "totals": [(_money(t.minor, t.currency), t.count) for t in totals],
+        }
+
+    @router.get("/", response_class=HTMLResponse)
+    def home(request: Request) -> Response:
+        return _render(request, "home.html", {"title": "Refund desk", **headline()})
+
+    # ----- customer tracking ------------------------------------------------------------
+
+    def lookup(reference: str, email: str) -> Tracking | None:
+        ref, mail = _clean(reference, MAX_REFERENCE), _clean(email, MAX_EMAIL)
+        if not ref or not mail:
+            return None
+        with container.db.read() as session:
+            try:
+                return track(session, reference=ref, email=mail, now=container.clock.now())
+            except NotFound:
+                return None
+
+    def track_page(request: Request, reference: str, email: str) -> Response:
+        context: dict[str, Any] = {
+            "title": "Track your refund",
+            "reference": reference[:MAX_REFERENCE],
+            "email": email[:MAX_EMAIL],
+        }
+        if not reference.strip() or not email.strip():
+            context["error"] = "Enter both your refund reference and your email address."
+            return _render(request, "track.html", context, status=400)
+        found = lookup(reference, email)
+        if found is None:
+            context["error"] = NOT_FOUND_TEXT
+            return _render(request, "track.html", context, status=404)
+        context.update(title=f"Refund {found.reference}", tracking=found)
+        return _render(request, "track.html", context)
+
+    @router.get("/track", response_class=HTMLResponse)
+    def track_form(request: Request) -> Response:
+        reference = request.query_params.get("reference", "")
+        email = request.query_params.get("email", "")
+        if reference or email:
+            return track_page(request, reference, email)
+        return _render(request, "track.html", {"title": "Track your refund"})
+
+    @router.post("/track", response_class=HTMLResponse)
+    async def track_submit(request: Request) -> Response:
+        form = await request.form()
+        if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
+            return _forbidden(request)
+        reference, email = _field(form, "reference"), _field(form, "email")
+        return await run_in_threadpool(track_page, request, reference, email)
+
+    # ----- desk sign-in -----------------------------------------------------------------
+
+    def admin_key_prefix(request: Request) -> str | None:
+        """The signed-in key's prefix if the session holds a live admin key; else None."""
+        identity = security.desk_identity(request)
+        if identity is None or identity[1] != str(Role.ADMIN):
+            return None
+        with container.db.read() as session:
+            row = session.execute(
+                select(ApiKey.prefix).where(
+                    ApiKey.id == identity[0],
+                    ApiKey.role == str(Role.ADMIN),
+                    ApiKey.revoked_at.is_(None),
+                )
+            ).first()
+        return None if row is None else str(row.prefix)
+
+    def check_key(raw: str) -> tuple[str, str] | str:
+        """(key id, role) for an admin key, or the message to show."""
+        with container.db.read() as session:
+            try:
+                principal = container.authenticator.lookup(session, raw)
+            except Unauthorized:
+                return "That key is not recognised, or it was revoked."
+        if principal.role is not Role.ADMIN:
+            return (
+                f"This key has the {_status_words(str(principal.role))} role. The desk needs "
+                "an admin key; ask your desk administrator for one."
+            )
+        return principal.key_id, str(principal.role)
+
+    @router.get("/desk/login", response_class=HTMLResponse)
+    def login_form(request: Request) -> Response:
+        if admin_key_prefix(request) is not None:
+            return _redirect("/desk")
+        return _render(request, "login.html", {"title": "Sign in to the desk"})
+
+    @router.post("/desk/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
+            return _forbidden(request)
+        raw = _field(form, "api_key").strip()
+        if not raw:
+            result: tuple[str, str] | str = "Enter your admin API key."
+        elif len(raw) > MAX_KEY:
+            result = "That key is not recognised, or it was revoked."
+        else:
+            result = await run_in_threadpool(check_key, raw)
+        if isinstance(result, str):
+            return _render(
+                request, "login.html", {"title": "Sign in to the desk", "error": result}, status=401
+            )
+        security.sign_in(request, key_id=result[0], role=result[1])
+        return _redirect("/desk")
+
+    @router.get("/desk/logout", response_class=HTMLResponse)
+    def logout_form(request: Request) -> Response:
+        return _render(request, "logout.html", {"title": "Sign out"})
+
+    @router.post("/desk/logout")
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
+            return _forbidden(request)
+        security.sign_out(request)
+        return _redirect("/desk/login")
+
+    # ----- the desk ---------------------------------------------------------------------
+
+    @router.get("/desk", response_class=HTMLResponse)
+    def desk(request: Request) -> Response:
+        prefix = admin_key_prefix(request)
+        if prefix is None:
+            security.sign_out(request)
+            return _redirect("/desk/login")
+        now = container.clock.now()
+        with container.db.read() as session:
+            by_tenant = reporting.status_by_tenant(session)
+            events = reporting.latest_events(session, limit=25)
+            stats = queue.stats(session)
+            dead = queue.list_jobs(session, status=queue.DEAD, limit=25)
+        totals = {str(s): sum(t.counts[str(s)] for t in by_tenant) for s in reporting.STATUS_ORDER}
+        return _render(
+            request,
+            "desk.html",
+            {
+                "title": "Desk",
+                "key_prefix": prefix,
+                "flash": security.pop_flash(request),
+                "by_tenant": by_tenant,
+                "status_totals": totals,
+                "grand_total": sum(totals.values()),
+                "chart": stacked_bars(by_tenant),
+                "events": events,
+                "stats": stats,
+                "oldest_age": None
+                if stats.oldest_queued_at is None
+                else now - stats.oldest_queued_at,
+                "dead_jobs": dead,
+            },
+        )
+
+    def rerun(job_id: int) -> tuple[str, str]:
+        with container.db.write() as session:
+            try:
+                queue.rerun(session, job_id, now=container.clock.now())
+            except (NotFound, Conflict) as exc:
+                return exc.detail, "error"
+        return f"Job {job_id} is queued again.", "ok"
+
+    @router.post("/desk/jobs/{job_id}/rerun")
+    async def rerun_job(request: Request, job_id: str) -> Response:
+        form = await request.form()
+        if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
+            return _forbidden(request)
+        if await run_in_threadpool(admin_key_prefix, request) is None:
+            security.sign_out(request)
+            return _redirect("/desk/login")
+        number = int(job_id) if job_id.isascii() and job_id.isdigit() and len(job_id) < 19 else 0
+        if number < 1:
+            security.flash(request, f"There is no job {job_id[:30]!r}.", "error")
+        else:
+            message, kind = await run_in_threadpool(rerun, number)
+            security.flash(request, message, kind)
+        return _redirect("/desk")
+
+    return router
 
 
 def install(app: FastAPI, container: Container) -> None:
-    """Mount the web pages on app."""
+    """Mount the web pages, their static files and the signed session cookie on app."""
+    app.include_router(make_router(container))
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=container.secret_key,
+        session_cookie=security.SESSION_COOKIE,
+        max_age=security.SESSION_MAX_AGE,
+        same_site="lax",
+        https_only=False,
+    )

@@ -1,0 +1,1 @@
+"""Reporting: the desk's read-only figures (counts, totals, recent activity)."""
