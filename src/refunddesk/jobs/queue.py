@@ -11,10 +11,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from refunddesk.core.errors import Conflict, NotFound
 from refunddesk.db.base import table_of
@@ -118,12 +120,25 @@ def complete(session: Session, job_ids: list[int], *, worker: str) -> None:
         session.execute(delete(Job).where(Job.id.in_(job_ids), Job.locked_by == worker))
 
 
+def _held_by(job_id: int, worker: str | None) -> ColumnElement[bool]:
+    """The job, if worker still holds its lease: a worker whose lease ran out settles nothing."""
+    held = Job.id == job_id
+    return held if worker is None else held & (Job.locked_by == worker)
+
+
 def retry_later(
-    session: Session, job_id: int, *, error: str, now: datetime, delay_seconds: float
-) -> None:
-    session.execute(
+    session: Session,
+    job_id: int,
+    *,
+    error: str,
+    now: datetime,
+    delay_seconds: float,
+    worker: str | None = None,
+) -> bool:
+    """Queue the job again after a delay; False if worker no longer holds it."""
+    result = session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(_held_by(job_id, worker))
         .values(
             status=QUEUED,
             run_at=now + timedelta(seconds=delay_seconds),
@@ -133,17 +148,24 @@ def retry_later(
             updated_at=now,
         )
     )
+    return bool(cast("CursorResult[Any]", result).rowcount)
 
 
-def bury(session: Session, job_id: int, *, error: str, now: datetime) -> None:
-    """Park a job that keeps failing as dead, with its last error, for a human to look at."""
-    session.execute(
+def bury(
+    session: Session, job_id: int, *, error: str, now: datetime, worker: str | None = None
+) -> bool:
+    """Park a job that keeps failing as dead, with its last error, for a human to look at.
+
+    Returns False (and changes nothing) if worker no longer holds the job's lease.
+    """
+    result = session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(_held_by(job_id, worker))
         .values(
             status=DEAD, locked_until=None, locked_by=None, last_error=error[:4000], updated_at=now
         )
     )
+    return bool(cast("CursorResult[Any]", result).rowcount)
 
 
 def rerun(session: Session, job_id: int, *, now: datetime) -> Job:

@@ -134,10 +134,18 @@ class Worker:
                         cap=self.config.backoff_max_seconds,
                     )
                     queue.retry_later(
-                        session, job.id, error=outcome.error or "", now=now, delay_seconds=delay
+                        session,
+                        job.id,
+                        error=outcome.error or "",
+                        now=now,
+                        delay_seconds=delay,
+                        worker=self.name,
                     )
                 else:
                     error = outcome.error or "failed"
+                    # A lease that ran out means another worker owns the job now: leave it.
+                    if not queue.bury(session, job.id, error=error, now=now, worker=self.name):
+                        continue
                     log.warning(
                         "job %s (%s) is dead after %s attempts: %s",
                         job.id,
@@ -145,7 +153,6 @@ class Worker:
                         job.attempts,
                         error,
                     )
-                    queue.bury(session, job.id, error=error, now=now)
                     if handler is not None:
                         handler.on_dead(session, job, error)
             queue.complete(session, done, worker=self.name)

@@ -99,10 +99,14 @@ def list_refunds(
 
 
 @router.get("/{refund_id}", operation_id="get_refund")
-def get_refund(refund_id: RefundId, principal: PrincipalDep, session: ReadSession) -> RefundPublic:
+def get_refund(
+    refund_id: RefundId, principal: PrincipalDep, container: ContainerDep
+) -> RefundPublic:
     principal.require(Permission.READ)
-    refund = service.get_refund(session, tenant_id=principal.require_tenant(), refund_id=refund_id)
-    return service.public(session, refund)
+    with container.db.read() as session:
+        return service.read_refund(
+            session, tenant_id=principal.require_tenant(), refund_id=refund_id
+        )
 
 
 @router.get("/{refund_id}/events", operation_id="list_refund_events")
