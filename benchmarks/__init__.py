@@ -1,0 +1,1 @@
+"""Benchmarks for refunddesk: `python -m benchmarks` (or `make bench`); figures, never asserts."""
