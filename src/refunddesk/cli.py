@@ -151,7 +151,7 @@ def demo(
         f"[bold]Demo loaded:[/bold] {result['refunds']} refunds across "
         f"{len(result['tenants'])} retailers.\n"
     )
-    console.print(f"desk admin key (sign in at /desk): {result['admin_key']}")
+    console.print(f"desk admin key (sign in at /desk): {result['admin_key']}", soft_wrap=True)
     for tenant in result["tenants"]:
         console.print(f"\n[bold]{tenant['name']}[/bold]  tenant id {tenant['tenant_id']}")
         for role, key in tenant["keys"].items():

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from refunddesk import __version__
 from refunddesk.api import errors
-from refunddesk.api.middleware import BodyLimit, Metrics
+from refunddesk.api.middleware import BodyLimit, Metrics, RefuseNul
 from refunddesk.api.ops import register_queue_metrics
 from refunddesk.api.ops import router as ops_router
 from refunddesk.bootstrap import Container, bootstrap
@@ -59,6 +59,7 @@ def create_app(container: Container | None = None, *, inline_worker: bool = Fals
         app.include_router(router)
     install_web(app, container)
     register_queue_metrics(container)
+    app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, limit=container.settings.max_body_bytes)
     app.add_middleware(Metrics)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

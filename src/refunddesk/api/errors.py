@@ -125,8 +125,60 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "An RFC 9457 problem; errors[] names each field that was refused.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                    "type": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
+def _document_problems(spec: dict[str, Any]) -> None:
+    """Say in the schema what errors really look like: problem+json, not FastAPI's 422 body."""
+    spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path in spec.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "Validation failed", "content": content}
+            responses.setdefault("default", {"description": "An error", "content": content})
+    schemas = spec["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(DomainError, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(Exception, _unexpected)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        spec = generate()
+        if fresh or "Problem" not in spec.get("components", {}).get("schemas", {}):
+            _document_problems(spec)
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -100,6 +100,40 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class RefuseNul:
+    """Refuse a NUL in the path or query string: PostgreSQL text cannot hold one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")
+        ):
+            body = json.dumps(
+                {
+                    "type": "https://refunddesk.dev/problems/bad_request",
+                    "title": "Bad request",
+                    "status": 400,
+                    "detail": "the path and query may not contain NUL characters",
+                    "code": "bad_request",
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
 ACCESS_LOG = logging.getLogger("refunddesk.access")
 
 
