@@ -1,0 +1,1 @@
+"""Returns (RMA): goods coming back before a refund is paid, received and inspected."""
