@@ -5,15 +5,21 @@ from refunddesk.db.base import Base
 from refunddesk.jobs import orm as jobs_orm
 from refunddesk.orders import orm as orders_orm
 from refunddesk.payouts import orm as payouts_orm
+from refunddesk.policy import orm as policy_orm
+from refunddesk.refunds import approvals as approvals_orm
 from refunddesk.refunds import orm as refunds_orm
+from refunddesk.returns import orm as returns_orm
 from refunddesk.tenants import orm as tenants_orm
 
 __all__ = [
     "Base",
+    "approvals_orm",
     "auth_orm",
     "jobs_orm",
     "orders_orm",
     "payouts_orm",
+    "policy_orm",
     "refunds_orm",
+    "returns_orm",
     "tenants_orm",
 ]

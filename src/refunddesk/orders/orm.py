@@ -12,7 +12,11 @@ from refunddesk.db.base import Base
 
 class Order(Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("uq_orders_tenant_external", "tenant_id", "external_id", unique=True),)
+    __table_args__ = (
+        Index("uq_orders_tenant_external", "tenant_id", "external_id", unique=True),
+        # A customer's refund history (policy rules, fraud signals) is found by email.
+        Index("ix_orders_tenant_customer_email", "tenant_id", "customer_email"),
+    )
 
     tenant_id: Mapped[str] = mapped_column(String(26), ForeignKey("tenants.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(26), primary_key=True)

@@ -54,6 +54,17 @@ class Refund(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     decision_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Set by the policy capability: the version that decided, its findings and amount breakdown.
+    policy_version: Mapped[int | None] = mapped_column(Integer)
+    findings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    breakdown: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    approvals_required: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    refund_method: Mapped[str | None] = mapped_column(String(32))
+    # The request as made, so any policy can replay it (backtest): amount asked for, evidence,
+    # the method the customer chose.
+    requested_minor: Mapped[int | None] = mapped_column(BigInteger)
+    evidence: Mapped[list[str] | None] = mapped_column(JSON)
+    requested_method: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     event_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -237,6 +237,7 @@ def request_refund(
         created_at=now,
         updated_at=now,
         event_count=0,
+        approvals_required=0,
         lines=lines,
     )
     refund.record(

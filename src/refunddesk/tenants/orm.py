@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from refunddesk.db.base import Base
@@ -18,3 +18,5 @@ class Tenant(Base):
     currency: Mapped[str] = mapped_column(String(3))
     timezone: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    # The policy version that decides new refunds; None: the built-in default policy.
+    active_policy_version: Mapped[int | None] = mapped_column(Integer)

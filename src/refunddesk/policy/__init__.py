@@ -1,0 +1,53 @@
+"""Per-tenant refund policies: the document (policy as data) and the pure engine."""
+
+from refunddesk.policy.document import (
+    Policy,
+    PolicyError,
+    Problem,
+    Severity,
+    default_policy,
+    example_policy,
+    example_text,
+    load_policy,
+    parse_policy,
+    policy_from_data,
+)
+from refunddesk.policy.engine import (
+    CustomerHistory,
+    Evaluation,
+    Finding,
+    OrderFacts,
+    OrderLineFacts,
+    PolicyDecision,
+    RequestFacts,
+    RequestLine,
+    approvals_required,
+    evaluate,
+    needs_second_approver,
+    role_may_approve,
+)
+
+__all__ = [
+    "CustomerHistory",
+    "Evaluation",
+    "Finding",
+    "OrderFacts",
+    "OrderLineFacts",
+    "Policy",
+    "PolicyDecision",
+    "PolicyError",
+    "Problem",
+    "RequestFacts",
+    "RequestLine",
+    "Severity",
+    "approvals_required",
+    "default_policy",
+    "evaluate",
+    "example_policy",
+    "example_text",
+    "load_policy",
+    "needs_second_approver",
+    "parse_policy",
+    "policy_from_data",
+    "role_may_approve",
+]
