@@ -17,12 +17,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./refunddesk.db"
     # FULL makes every acknowledged SQLite commit survive power loss; NORMAL survives crashes only.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
 
     secret_key: str | None = None  # signs session cookies; a random one per process if unset
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    request_threads: int = Field(default=40, ge=1, le=1000)
 
     auto_approve_days: int = Field(default=30, ge=0)
     api_key_cache_seconds: float = Field(default=10.0, ge=0)

@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
@@ -31,6 +32,12 @@ def create_app(container: Container | None = None, *, inline_worker: bool = Fals
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync endpoints run in anyio's thread pool. On a few cores, dozens of threads that
+        # all hop in and out of SQLite (which releases the GIL per call) mostly queue for the
+        # GIL; a pool sized to the cores does the same work with less of that convoy.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = (
+            container.settings.request_threads
+        )
         stop = threading.Event()
         thread = None
         if inline_worker:

@@ -12,6 +12,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from refunddesk.settings import Settings
 
 WRITE_OPTION = "refunddesk_write"
+SQLITE_MIN_POOL = 64
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -28,11 +29,15 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def _sqlite_engine(url: str, settings: Settings) -> Engine:
+    # A connection is a file handle, but a new one parses the schema on its first statement:
+    # keep one for every thread that may hold one (request threads, the worker, payout
+    # threads) so that none is opened and closed per request under load.
+    size = max(settings.db_pool_size, SQLITE_MIN_POOL)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        pool_size=size,
+        max_overflow=size,
     )
     synchronous = settings.sqlite_synchronous
 
