@@ -12,11 +12,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks import http_bench, pipeline, profile_intake, wrk
+from benchmarks import http_bench, pipeline, policy_bench, profile_intake, wrk
 from benchmarks.results import Report
 from benchmarks.servers import ROOT
 
-BENCHES = ("intake", "read", "pipeline", "profile")
+BENCHES = ("intake", "read", "pipeline", "profile", "policy")
 DEFAULT = ("intake", "read", "pipeline")
 ORDER = {"intake": 0, "read": 1, "trivial": 2}
 
@@ -28,7 +28,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--only",
         action="append",
         choices=BENCHES,
-        help="run only this benchmark (repeatable); profile runs only when named",
+        help="run only this benchmark (repeatable); profile and policy run only when named",
     )
     p.add_argument("--profile", action="store_true", help="also profile intake (py-spy, cProfile)")
     p.add_argument("--seconds", type=float, help="wrk duration per run (default 10, quick 3)")
@@ -43,11 +43,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="stop each pipeline phase after this long (the table then says so)",
     )
     p.add_argument("--profile-requests", type=int, default=3000)
+    p.add_argument("--policy-n", type=int, help="refunds per policy intake run (default 20000)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
     p.add_argument("--keep", action="store_true", help="keep the temporary databases and logs")
     args = p.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 10.0)
     args.pipeline_n = args.pipeline_n or (5000 if args.quick else 100_000)
+    args.policy_n = args.policy_n or (3000 if args.quick else 20_000)
     if args.quick:
         args.profile_requests = min(args.profile_requests, 500)
     return args
@@ -90,6 +92,17 @@ def main(argv: list[str] | None = None) -> int:
             report.phases = pipeline.run(
                 work / "pipeline",
                 pipeline.PipelineConfig(args.pipeline_n, args.pipeline_max_seconds),
+                console,
+            )
+        if "policy" in selected:
+            console.print("[bold]Policy[/bold]")
+            report.phases += policy_bench.run(
+                work / "policy",
+                policy_bench.PolicyBenchConfig(
+                    refunds=args.policy_n,
+                    rounds=1 if args.quick else 2,
+                    evaluations=2_000 if args.quick else 20_000,
+                ),
                 console,
             )
         if "profile" in selected:

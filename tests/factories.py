@@ -12,6 +12,7 @@ from refunddesk.auth.service import create_key
 from refunddesk.bootstrap import Container
 from refunddesk.orders.schemas import OrderCreate
 from refunddesk.orders.service import create_order
+from refunddesk.policy.service import activate, create_version
 from refunddesk.tenants.service import create_tenant
 
 _seq = itertools.count(1)
@@ -83,6 +84,15 @@ class Factory:
     def key(self, tenant_id: str | None, role: Role) -> str:
         with self.c.db.write() as session:
             return create_key(session, clock=self.c.clock, role=role, tenant_id=tenant_id)
+
+    def policy(self, tenant_id: str, source: str) -> int:
+        """Upload a policy document for the tenant and activate it; return its version."""
+        with self.c.db.write() as session:
+            row = create_version(
+                session, clock=self.c.clock, tenant_id=tenant_id, source=source, actor="test"
+            )
+            activate(session, clock=self.c.clock, tenant_id=tenant_id, version=row.version)
+            return row.version
 
     def order(self, tenant_id: str, **overrides: Any) -> str:
         """Store an order directly through the service; return its external id."""

@@ -9,11 +9,12 @@ from refunddesk.auth.service import KeyAuthenticator
 from refunddesk.core.clock import Clock, SystemClock
 from refunddesk.db.engine import make_engine
 from refunddesk.db.uow import Database
-from refunddesk.jobs.worker import Handler, Worker, WorkerConfig
+from refunddesk.jobs.worker import Handler, Periodic, Worker, WorkerConfig
 from refunddesk.payouts.gateways.base import Gateway, GatewayRegistry
 from refunddesk.payouts.gateways.sandbox import SandboxGateway
 from refunddesk.payouts.service import PayoutHandler
 from refunddesk.refunds.service import IntakeConfig
+from refunddesk.returns.jobs import EXPIRY_INTERVAL_SECONDS, expire_overdue
 from refunddesk.settings import Settings, get_settings
 
 
@@ -27,6 +28,7 @@ class Container:
     intake: IntakeConfig
     secret_key: str
     handlers: list[Handler] = field(default_factory=list)
+    periodic: list[Periodic] = field(default_factory=list)
 
     def worker(self, name: str | None = None) -> Worker:
         s = self.settings
@@ -35,6 +37,7 @@ class Container:
             clock=self.clock,
             handlers=self.handlers,
             name=name,
+            periodic=self.periodic,
             config=WorkerConfig(
                 batch_size=s.worker_batch_size,
                 poll_seconds=s.worker_poll_seconds,
@@ -87,6 +90,13 @@ def bootstrap(
     container.handlers.append(
         PayoutHandler(
             db=db, clock=clock, gateways=registry, concurrency=settings.worker_concurrency
+        )
+    )
+    container.periodic.append(
+        Periodic(
+            EXPIRY_INTERVAL_SECONDS,
+            lambda: expire_overdue(db=db, clock=clock),
+            "expire overdue returns",
         )
     )
     return container

@@ -14,6 +14,8 @@ from rich.table import Table
 
 from refunddesk.auth.domain import Role
 from refunddesk.core.errors import DomainError
+from refunddesk.policy import cli as policy_cli
+from refunddesk.returns.cli import app as returns_app
 from refunddesk.settings import get_settings
 
 app = typer.Typer(
@@ -29,6 +31,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(policy_cli.app, name="policy")
+app.add_typer(returns_app, name="returns")
 
 console = Console()
 err = Console(stderr=True)

@@ -17,19 +17,22 @@ from refunddesk.auth.domain import Role
 from refunddesk.auth.service import create_key
 from refunddesk.bootstrap import Container
 from refunddesk.core.clock import FrozenClock
-from refunddesk.core.errors import DomainError
+from refunddesk.core.errors import DomainError, Forbidden
 from refunddesk.jobs.worker import Worker
 from refunddesk.orders.schemas import OrderCreate
 from refunddesk.orders.service import create_orders
 from refunddesk.payouts.gateways.base import GatewayRegistry
 from refunddesk.payouts.gateways.sandbox import SandboxGateway
 from refunddesk.payouts.service import PayoutHandler
+from refunddesk.policy import service as policies
+from refunddesk.policy.document import example_text
 from refunddesk.refunds import service as refunds
 from refunddesk.refunds.domain import Reason, RefundStatus
 from refunddesk.refunds.schemas import RefundCreate
 from refunddesk.tenants.service import create_tenant
 
 DEMO_ACTOR = "agent:demo"
+APPROVERS = (DEMO_ACTOR, "supervisor:demo-lead", "finance:demo")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Catalogue:
     timezone: str
     scale: int  # minor units per "price point"
     products: tuple[tuple[str, str, str, int], ...]  # sku, name, category, price points
+    policy: str  # the bundled example policy (policy/examples/<name>.yaml) it runs under
 
 
 RETAILERS = (
@@ -54,6 +58,7 @@ RETAILERS = (
             ("NW-TNT-2", "Two-person tent", "outdoor", 249),
             ("NW-LMP-5", "Head lamp", "outdoor", 45),
         ),
+        "northwind",
     ),
     Catalogue(
         "Sakura Electronics",
@@ -66,6 +71,7 @@ RETAILERS = (
             ("SK-KB-MX", "Mechanical keyboard", "electronics", 15400),
             ("SK-CAM-4K", "4K action camera", "electronics", 45600),
         ),
+        "sakura",
     ),
     Catalogue(
         "Maple Home Goods",
@@ -79,6 +85,7 @@ RETAILERS = (
             ("MH-MUG-4", "Stoneware mugs, set of 4", "kitchen", 36),
             ("MH-RUG-M", "Wool rug", "home", 320),
         ),
+        "maple",
     ),
 )
 FIRST = (
@@ -196,6 +203,16 @@ def load_demo(
                 keys[str(role)] = create_key(
                     session, clock=clock, role=role, tenant_id=tenant.id, name=f"demo {role}"
                 )
+            # Each retailer's own policy decides its refunds, so the tenants visibly differ.
+            version = policies.create_version(
+                session,
+                clock=clock,
+                tenant_id=tenant.id,
+                source=example_text(cat.policy),
+                note="demo: the retailer's standard policy",
+                actor=DEMO_ACTOR,
+            )
+            policies.activate(session, clock=clock, tenant_id=tenant.id, version=version.version)
             result["tenants"].append({"name": cat.name, "tenant_id": tenant.id, "keys": keys})
             orders = [_order(rng, cat, n, real_now) for n in range(orders_per_tenant)]
             create_orders(session, clock=clock, tenant_id=tenant.id, orders=orders)
@@ -264,14 +281,24 @@ def load_demo(
 def _refund_body(rng: random.Random, order: OrderCreate) -> RefundCreate:
     reason = rng.choice(list(Reason))
     channel = rng.choice(["api", "api", "portal", "agent", "import"])
+    # Most customers send what the policies ask for (a receipt, a photo, the item's state).
+    evidence = rng.choice([["receipt", "photo"]] * 3 + [["receipt"], []])
     if rng.random() < 0.7:
         line = rng.choice(order.lines)
+        condition = rng.choice(["unopened", "unopened", "unused", "used", None])
         return RefundCreate.model_validate(
             {
                 "order_id": order.external_id,
                 "reason": reason,
                 "channel": channel,
-                "lines": [{"sku": line.sku, "quantity": rng.randint(1, line.quantity)}],
+                "evidence": evidence,
+                "lines": [
+                    {
+                        "sku": line.sku,
+                        "quantity": rng.randint(1, line.quantity),
+                        "condition": condition,
+                    }
+                ],
             }
         )
     paid = sum(li.quantity * li.unit_price_minor for li in order.lines)
@@ -280,6 +307,7 @@ def _refund_body(rng: random.Random, order: OrderCreate) -> RefundCreate:
             "order_id": order.external_id,
             "reason": reason,
             "channel": channel,
+            "evidence": evidence,
             "amount_minor": max(1, paid * rng.choice([10, 20, 50]) // 100),
         }
     )
@@ -298,15 +326,23 @@ def _agent_follow_up(
         if status is RefundStatus.PENDING_REVIEW:
             clock._at += timedelta(hours=rng.uniform(2, 40))
             if rng.random() < 0.7:
-                refunds.approve(
-                    session,
-                    clock=clock,
-                    config=container.intake,
-                    tenant_id=tenant_id,
-                    refund_id=refund_id,
-                    actor=DEMO_ACTOR,
-                    note="checked photos",
-                )
+                # The first approver within the policy's role limits; four-eyes refunds
+                # get a second, different one.
+                for actor in APPROVERS:
+                    try:
+                        refund = refunds.approve(
+                            session,
+                            clock=clock,
+                            config=container.intake,
+                            tenant_id=tenant_id,
+                            refund_id=refund_id,
+                            actor=actor,
+                            note="checked photos",
+                        )
+                    except Forbidden:  # above this role's approval limit
+                        continue
+                    if refund.state is not RefundStatus.PENDING_REVIEW:
+                        break
             else:
                 refunds.reject(
                     session,

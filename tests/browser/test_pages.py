@@ -208,3 +208,53 @@ def test_an_admin_signs_in_to_the_desk_and_sees_the_chart(
     expect(page.get_by_role("status")).to_contain_text("queued again")
     shot(page, "desk-after-rerun.png")
     assert page_errors == []
+
+
+def test_an_admin_opens_a_retailers_policy_and_a_refund_from_the_desk(
+    live: Live, browser: Browser, page_errors: list[str]
+) -> None:
+    import httpx
+
+    from refunddesk.policy import example_text
+
+    north = live.seed.tenant_ids["Northwind Outfitters"]
+    uploaded = httpx.post(
+        live.url + "/v1/policies",
+        params={"activate": "true", "note": "standard returns"},
+        headers={
+            "Authorization": f"Bearer {live.seed.admin_key}",
+            "X-Tenant-Id": north,
+            "Content-Type": "application/yaml",
+        },
+        content=example_text("northwind"),
+    )
+    assert uploaded.status_code == 201, uploaded.text
+
+    page = new_page(browser, page_errors, width=1366, height=1000)
+    page.goto(live.url + "/desk/login")
+    page.get_by_label("Admin API key").fill(live.seed.admin_key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(live.url + "/desk")
+
+    page.get_by_role("link", name="Northwind Outfitters", exact=True).click()
+    expect(page).to_have_url(f"{live.url}/desk/tenants/{north}/policy")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Northwind Outfitters")
+    expect(page.locator('[data-list="summary"] li').first).to_contain_text("60 calendar days")
+    expect(page.locator("table.versions tbody tr")).to_have_count(1)
+    shot(page, "desk-policy.png")
+
+    page.goto(live.url + "/desk")
+    page.get_by_role("link", name=live.seed.reference).first.click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(live.seed.reference)
+    expect(page.locator(".badge")).to_have_text("succeeded")
+    assert page.locator('[data-list="events"] li').count() >= 3
+    shot(page, "desk-refund.png")
+
+    phone = new_page(browser, page_errors, width=390, height=844)
+    phone.goto(live.url + "/desk/login")
+    phone.get_by_label("Admin API key").fill(live.seed.admin_key)
+    phone.get_by_role("button", name="Sign in").click()
+    phone.goto(f"{live.url}/desk/tenants/{north}/policy")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "desk-policy-phone.png")
+    assert page_errors == []

@@ -63,7 +63,19 @@ def test_creating_a_refund_returns_201_with_its_public_fields(
     assert refund["id"]
     assert refund["created_at"].startswith("2026-11-20T12:00:00")
     assert refund["updated_at"].startswith("2026-11-20T12:00:00")
-    assert refund["decision_reasons"] == ["within_return_window"]
+    # decided by the built-in default policy (version 0)
+    assert refund["decision_reasons"] == [
+        "within_return_window: delivered 2026-11-12, window 30 days ends 2026-12-12"
+    ]
+    assert refund["policy_version"] == 0
+    assert refund["findings"] == [
+        {
+            "code": "within_return_window",
+            "severity": "info",
+            "message": "delivered 2026-11-12, window 30 days ends 2026-12-12",
+        }
+    ]
+    assert (refund["approvals_required"], refund["approvals"]) == (0, [])
 
 
 def test_a_refund_by_lines_is_priced_from_the_order(client: TestClient, factory: Factory) -> None:

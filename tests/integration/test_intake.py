@@ -148,7 +148,11 @@ def test_a_refund_inside_the_return_window_is_approved_and_queued_for_payout(
     order = factory.order(tenant.id)  # delivered 8 days before the clock's now
     created, _ = request(container, tenant.id, order_id=order, amount_minor=700)
     assert created.status == S.APPROVED
-    assert created.decision_reasons == ["within_return_window"]
+    # decided by the built-in default policy (version 0), which explains itself
+    assert created.decision_reasons == [
+        "within_return_window: delivered 2026-11-12, window 30 days ends 2026-12-12"
+    ]
+    assert created.policy_version == 0
     [job] = jobs(container)
     assert (job.kind, job.tenant_id, job.payload) == (
         "payout",
@@ -236,7 +240,11 @@ def test_every_change_appends_an_event_in_order_numbered_from_one(
     ]
     assert history[0].actor == "api:ada"
     assert history[0].data["amount_minor"] == 700
-    assert history[1].data == {"reasons": ["within_return_window"]}
+    assert history[1].data == {
+        "reasons": ["within_return_window: delivered 2026-11-12, window 30 days ends 2026-12-12"],
+        "policy_version": 0,
+        "amount_minor": 700,
+    }
     assert refund(container, tenant.id, created.id).event_count == len(history)
 
 
@@ -259,11 +267,12 @@ def test_a_decision_by_an_agent_is_appended_after_the_intake_events(
             note="goodwill",
         )
     history = events(container, tenant.id, created.id)
-    assert [e.seq for e in history] == [1, 2, 3]
-    assert (history[2].actor, history[2].to_status, history[2].data) == (
+    assert [e.seq for e in history] == [1, 2, 3, 4]
+    assert (history[2].type, history[2].actor) == ("refund.approval_recorded", "agent:ada")
+    assert (history[3].actor, history[3].to_status, history[3].data) == (
         "agent:ada",
         "approved",
-        {"note": "goodwill"},
+        {"note": "goodwill", "approvers": ["agent:ada"]},
     )
     assert event_trail(container, tenant.id, created.id)[1] == (
         "refund.status_changed",

@@ -10,7 +10,6 @@ from refunddesk.bootstrap import Container
 from refunddesk.core.clock import FrozenClock
 from refunddesk.core.errors import NotFound
 from refunddesk.refunds import service
-from refunddesk.refunds.domain import Decision, RefundStatus
 from refunddesk.refunds.orm import Refund
 from refunddesk.tracking.service import Tracking, add_business_days, track
 from tests.factories import Factory
@@ -161,15 +160,15 @@ def test_a_store_credit_refund_is_available_at_once(container: Container, factor
 
 
 def test_a_refund_awaiting_its_return_has_no_date_yet(
-    container: Container, factory: Factory, monkeypatch: pytest.MonkeyPatch
+    container: Container, factory: Factory
 ) -> None:
-    # given an intake rule that asks for the goods back first
-    monkeypatch.setattr(
-        service,
-        "decide",
-        lambda **_: Decision(RefundStatus.AWAITING_RETURN, ("return_required",)),
+    # given a policy that asks for the goods back first
+    tenant = factory.tenant("Acme Shoes")
+    factory.policy(tenant.id, "returns: {default: return}\n")
+    number = factory.order(tenant.id, customer={"email": EMAIL, "name": "Ada Customer"})
+    created, _ = request(
+        container, tenant.id, order_id=number, lines=[{"sku": "SKU-A", "quantity": 1}]
     )
-    created = _refund(container, factory)
     tracked = _track(container, created.reference)
     assert (tracked.status, tracked.status_label) == ("awaiting_return", "Waiting for your return")
     assert tracked.expected_by is None

@@ -19,7 +19,10 @@ from refunddesk.api.ops import router as ops_router
 from refunddesk.bootstrap import Container, bootstrap
 from refunddesk.jobs.views import router as jobs_router
 from refunddesk.orders.views import router as orders_router
+from refunddesk.policy.views import router as policies_router
+from refunddesk.refunds.views import approvals_router
 from refunddesk.refunds.views import router as refunds_router
+from refunddesk.returns.views import router as returns_router
 from refunddesk.tracking.views import router as tracking_router
 from refunddesk.web.views import install as install_web
 
@@ -62,8 +65,17 @@ def create_app(container: Container | None = None, *, inline_worker: bool = Fals
     )
     app.state.container = container
     errors.install(app)
-    for router in (ops_router, orders_router, refunds_router, tracking_router, jobs_router):
+    for router in (
+        ops_router,
+        orders_router,
+        refunds_router,
+        approvals_router,
+        tracking_router,
+        jobs_router,
+    ):
         app.include_router(router)
+    app.include_router(policies_router)
+    app.include_router(returns_router)
     install_web(app, container)
     register_queue_metrics(container)
     app.add_middleware(RefuseNul)

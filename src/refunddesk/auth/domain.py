@@ -28,13 +28,21 @@ class Permission(StrEnum):
     CANCEL_REFUNDS = "refunds:cancel"
     RETRY_PAYOUTS = "payouts:retry"
     MANAGE_DESK = "desk:manage"  # tenants, keys, jobs
+    MANAGE_POLICY = "policies:manage"  # upload and activate policy versions
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.SUPERVISOR: frozenset(
-        {P.READ, P.CREATE_REFUNDS, P.DECIDE_REFUNDS, P.CANCEL_REFUNDS, P.RETRY_PAYOUTS}
+        {
+            P.READ,
+            P.CREATE_REFUNDS,
+            P.DECIDE_REFUNDS,
+            P.CANCEL_REFUNDS,
+            P.RETRY_PAYOUTS,
+            P.MANAGE_POLICY,
+        }
     ),
     Role.AGENT: frozenset({P.READ, P.CREATE_REFUNDS, P.DECIDE_REFUNDS, P.CANCEL_REFUNDS}),
     Role.FINANCE: frozenset({P.READ, P.DECIDE_REFUNDS, P.RETRY_PAYOUTS}),

@@ -6,8 +6,9 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -65,6 +66,15 @@ class WorkerConfig:
     backoff_max_seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """A task the worker runs every interval_seconds between batches (e.g. expiring returns)."""
+
+    interval_seconds: float
+    run: Callable[[], object]
+    name: str
+
+
 class Worker:
     """Runs jobs until told to stop; any number may run against one PostgreSQL."""
 
@@ -76,12 +86,27 @@ class Worker:
         handlers: Sequence[Handler],
         config: WorkerConfig,
         name: str | None = None,
+        periodic: Sequence[Periodic] = (),
     ) -> None:
         self.db = db
         self.clock = clock
         self.handlers = {h.kind: h for h in handlers}
         self.config = config
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+        self.periodic = tuple(periodic)
+        self._due = [0.0] * len(self.periodic)  # monotonic times; 0: run at start
+
+    def run_periodic(self) -> None:
+        """Run the periodic tasks that are due; one that fails is logged and tried next time."""
+        for index, task in enumerate(self.periodic):
+            now = time.monotonic()
+            if now < self._due[index]:
+                continue
+            self._due[index] = now + task.interval_seconds
+            try:
+                task.run()
+            except Exception:  # a periodic task must never stop the worker
+                log.exception("periodic task %s failed", task.name)
 
     def run_once(self) -> int:
         """Claim one batch and settle it; return how many jobs it held."""
@@ -161,6 +186,7 @@ class Worker:
         """Loop until stop is set; back off to poll_seconds when the queue is empty."""
         log.info("worker %s started", self.name)
         while not stop.is_set():
+            self.run_periodic()
             try:
                 handled = self.run_once()
             except Exception:  # a database hiccup must not kill the worker

@@ -23,3 +23,4 @@ class PolicyVersion(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(200))
     activated_at: Mapped[datetime | None]
+    activated_by: Mapped[str | None] = mapped_column(String(200))

@@ -93,6 +93,7 @@ class EventType(StrEnum):
     PAYOUT_SUCCEEDED = "payout.succeeded"
     PAYOUT_FAILED = "payout.failed"
     NOTE = "refund.note"
+    APPROVAL_RECORDED = "refund.approval_recorded"
 
 
 def remaining_budget(paid_minor: int, committed_minor: int) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, Field, model_validator
 
 from refunddesk.core.schemas import CurrencyCode, PositiveMinor, StrictModel
+from refunddesk.policy.document import Evidence, RefundMethod
 from refunddesk.refunds.domain import Channel, Reason, RefundStatus
 
 
@@ -33,6 +34,12 @@ class RefundCreate(StrictModel):
     reason: Reason
     channel: Channel = Channel.API
     note: Annotated[str, Field(max_length=2000)] | None = None
+    evidence: Annotated[list[Evidence], Field(max_length=10)] | None = Field(
+        default=None, description="what the customer has shown (photo, receipt, video)"
+    )
+    refund_method: RefundMethod | None = Field(
+        default=None, description="the customer's choice; the policy may fix the method"
+    )
 
     @model_validator(mode="after")
     def _lines_or_amount(self) -> Self:
@@ -61,6 +68,18 @@ class RefundLinePublic(BaseModel):
     amount_minor: int
 
 
+class FindingPublic(BaseModel):
+    code: str
+    severity: str = Field(description="hard rejects, soft sends to review, info explains")
+    message: str
+
+
+class ApprovalPublic(BaseModel):
+    actor: str
+    role: str
+    at: datetime
+
+
 class RefundPublic(BaseModel):
     id: str
     reference: str
@@ -73,6 +92,16 @@ class RefundPublic(BaseModel):
     note: str | None
     lines: list[RefundLinePublic]
     decision_reasons: list[str]
+    findings: list[FindingPublic] = Field(default_factory=list)
+    policy_version: int | None = Field(
+        default=None, description="the tenant's policy version that decided; 0 is the default"
+    )
+    breakdown: dict[str, Any] | None = Field(
+        default=None, description="how the amount was reached: lines, shipping, tax, fees"
+    )
+    refund_method: str | None = None
+    approvals_required: int = 0
+    approvals: list[ApprovalPublic] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
 
@@ -91,3 +120,26 @@ class RefundEventPublic(BaseModel):
     actor: str
     at: datetime
     data: dict[str, Any]
+
+
+class RefundPreview(BaseModel):
+    """What creating this refund would decide now; nothing is stored."""
+
+    decision: str
+    status: RefundStatus
+    amount_minor: int
+    currency: str
+    findings: list[FindingPublic]
+    breakdown: dict[str, Any]
+    refund_method: str
+    approvals_required: int
+    return_required: bool
+    return_by: date | None
+    policy_version: int
+
+
+class ApprovalQueuePage(BaseModel):
+    """Refunds waiting for approval, oldest first."""
+
+    items: list[RefundPublic]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")

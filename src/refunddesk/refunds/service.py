@@ -6,16 +6,22 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import BindParameter, and_, bindparam, func, insert, select
+from sqlalchemy import BindParameter, bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from refunddesk.auth.domain import Role
 from refunddesk.core.clock import Clock, as_utc
 from refunddesk.core.errors import (
+    Conflict,
     CurrencyMismatch,
+    Forbidden,
     IdempotencyConflict,
     IllegalTransition,
     Invalid,
@@ -23,25 +29,48 @@ from refunddesk.core.errors import (
     OverBudget,
 )
 from refunddesk.core.ids import new_id, new_reference
+from refunddesk.core.money import Money
 from refunddesk.db.base import table_of
 from refunddesk.jobs.queue import enqueue
-from refunddesk.orders.orm import Order, OrderLine
+from refunddesk.orders.orm import Order
 from refunddesk.orders.service import committed_minor, find_order
+from refunddesk.policy.calendar import end_of_day
+from refunddesk.policy.document import Policy
+from refunddesk.policy.engine import (
+    NO_HISTORY,
+    Evaluation,
+    OrderFacts,
+    evaluate,
+    role_may_approve,
+)
+from refunddesk.policy.facts import (
+    ORDER_COLUMNS,
+    customer_history,
+    order_facts_from_row,
+    request_facts,
+)
+from refunddesk.policy.service import CACHE, DEFAULT_VERSION, PolicyCache
+from refunddesk.refunds.approvals import Approval
 from refunddesk.refunds.domain import (
-    RELEASES_BUDGET,
     EventType,
     RefundStatus,
     check_budget,
-    decide,
+    check_transition,
 )
 from refunddesk.refunds.orm import Refund, RefundEvent, RefundLine
 from refunddesk.refunds.schemas import (
+    ApprovalPublic,
+    ApprovalQueuePage,
+    FindingPublic,
     RefundCreate,
     RefundEventPublic,
     RefundLinePublic,
     RefundPage,
+    RefundPreview,
     RefundPublic,
 )
+from refunddesk.returns.service import authorize_for_refund
+from refunddesk.tenants.orm import Tenant
 
 PAYOUT_JOB = "payout"
 SYSTEM = "system"
@@ -50,6 +79,16 @@ SYSTEM = "system"
 class UnknownOrder(Invalid):
     code = "unknown_order"
     title = "Unknown order"
+
+
+class ApprovalLimitExceeded(Forbidden):
+    code = "approval_limit_exceeded"
+    title = "Amount above this role's approval limit"
+
+
+class SameApprover(Conflict):
+    code = "same_approver"
+    title = "The same person cannot approve twice"
 
 
 class InvalidCursor(Invalid):
@@ -65,7 +104,12 @@ class IntakeConfig:
 
 
 def request_hash(data: RefundCreate) -> str:
-    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    body = data.model_dump(mode="json")
+    # Fields added later count only when given, so keys stored before them still match.
+    for added in ("evidence", "refund_method"):
+        if body[added] is None:
+            del body[added]
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -90,26 +134,16 @@ def _replay(
 # request only binds values and runs SQL the engine has compiled before.
 _T: BindParameter[str] = bindparam("tenant_id")
 _ORDER: BindParameter[str] = bindparam("order_id")
-_ORDER_FOR_INTAKE = select(
-    Order.id, Order.currency, Order.total_minor, Order.purchased_at, Order.delivered_at
-).where(Order.tenant_id == _T, Order.external_id == bindparam("external_id"))
-_ORDER_FOR_INTAKE_LOCKED = _ORDER_FOR_INTAKE.with_for_update()
+# The order with its tenant's active policy version and time zone: one statement. Only the
+# order row is locked; activating a policy locks the tenant row.
+_ORDER_FOR_INTAKE = (
+    select(*ORDER_COLUMNS, Tenant.active_policy_version, Tenant.timezone)
+    .join(Tenant, Tenant.id == Order.tenant_id)
+    .where(Order.tenant_id == _T, Order.external_id == bindparam("external_id"))
+)
+_ORDER_FOR_INTAKE_LOCKED = _ORDER_FOR_INTAKE.with_for_update(of=table_of(Order))
 _REFUND_BY_KEY = select(Refund.id, Refund.request_hash).where(
     Refund.tenant_id == _T, Refund.idempotency_key == bindparam("key")
-)
-# Plain inequalities, not NOT IN (...): an expanding IN list is re-rendered on every call.
-_HOLDS_BUDGET = and_(*(Refund.status != str(s) for s in sorted(RELEASES_BUDGET)))
-_COMMITTED = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-    Refund.tenant_id == _T, Refund.order_id == _ORDER, _HOLDS_BUDGET
-)
-_ORDER_LINES = select(OrderLine.sku, OrderLine.quantity, OrderLine.unit_price_minor).where(
-    OrderLine.tenant_id == _T, OrderLine.order_id == _ORDER
-)
-_REFUNDED_QUANTITIES = (
-    select(RefundLine.sku, func.sum(RefundLine.quantity))
-    .join(Refund, (Refund.tenant_id == RefundLine.tenant_id) & (Refund.id == RefundLine.refund_id))
-    .where(Refund.tenant_id == _T, Refund.order_id == _ORDER, _HOLDS_BUDGET)
-    .group_by(RefundLine.sku)
 )
 _INSERT_REFUND = insert(table_of(Refund))
 _INSERT_LINE = insert(table_of(RefundLine))
@@ -122,48 +156,147 @@ def _row(obj: object, columns: list[str]) -> dict[str, Any]:
     return {key: getattr(obj, key) for key in columns}
 
 
-def _priced_lines(
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A request checked against its order and decided by the tenant's active policy."""
+
+    order_id: str
+    facts: OrderFacts
+    evaluation: Evaluation
+    timezone: ZoneInfo
+    policy: Policy
+
+
+def _check_request(facts: OrderFacts, external_id: str, data: RefundCreate) -> None:
+    """The up-front refusals (422): unknown skus, quantities or an amount over what is left."""
+    if data.lines:
+        by_sku = {line.sku: line for line in facts.lines}
+        requested = 0
+        for index, line in enumerate(data.lines):
+            ordered = by_sku.get(line.sku)
+            if ordered is None:
+                raise Invalid(
+                    f"order {external_id} has no line with sku {line.sku}",
+                    field=f"lines[{index}].sku",
+                )
+            left = ordered.quantity - facts.refunded_quantities.get(line.sku, 0)
+            if line.quantity > left:
+                raise OverBudget(
+                    f"sku {line.sku}: {line.quantity} requested but only {left} of "
+                    f"{ordered.quantity} left to refund",
+                    field=f"lines[{index}].quantity",
+                )
+            requested += line.quantity * ordered.unit_price_minor
+    else:
+        requested = data.amount_minor or 0
+    check_budget(
+        paid_minor=facts.paid_minor,
+        requested_minor=requested,
+        committed_minor=facts.committed_minor,
+    )
+
+
+def _needs_history(policy: Policy) -> tuple[int, int]:
+    """Days of customer history the return rules look at (0: none), and how many refunds
+    they count at most (a rule with prior_refunds_below N needs only the latest N)."""
+    rules = [r for r in policy.returns.rules if r.prior_refunds_below is not None]
+    return (
+        max((r.history_days for r in rules), default=0),
+        max((r.prior_refunds_below or 0 for r in rules), default=0),
+    )
+
+
+def _assess(
     session: Session,
+    order: Any,
+    *,
     tenant_id: str,
-    order_id: str,
-    external_id: str,
-    refund_id: str,
     data: RefundCreate,
-) -> list[RefundLine]:
-    """Price requested lines from the order; quantities may not exceed what is left."""
-    assert data.lines is not None
-    params = {"tenant_id": tenant_id, "order_id": order_id}
-    by_sku = {sku: (qty, price) for sku, qty, price in session.execute(_ORDER_LINES, params)}
-    already = {sku: int(qty) for sku, qty in session.execute(_REFUNDED_QUANTITIES, params)}
-    priced = []
-    for index, line in enumerate(data.lines):
-        ordered = by_sku.get(line.sku)
-        if ordered is None:
-            raise Invalid(
-                f"order {external_id} has no line with sku {line.sku}",
-                field=f"lines[{index}].sku",
-            )
-        quantity, unit_price = ordered
-        left = quantity - already.get(line.sku, 0)
-        if line.quantity > left:
-            raise OverBudget(
-                f"sku {line.sku}: {line.quantity} requested but only {left} of "
-                f"{quantity} left to refund",
-                field=f"lines[{index}].quantity",
-            )
-        priced.append(
-            RefundLine(
-                tenant_id=tenant_id,
-                refund_id=refund_id,
-                line_no=index + 1,
-                sku=line.sku,
-                quantity=line.quantity,
-                reason=str(line.reason or data.reason),
-                condition=line.condition,
-                amount_minor=line.quantity * unit_price,
-            )
+    now: datetime,
+    cache: PolicyCache,
+) -> Assessment:
+    """Check the request against the order and evaluate it under the active policy."""
+    if order is None:
+        raise UnknownOrder(f"no order {data.order_id} for this retailer", field="order_id")
+    if data.currency is not None and data.currency != order.currency:
+        raise CurrencyMismatch(
+            f"the order is in {order.currency}, the refund in {data.currency}", field="currency"
         )
-    return priced
+    conn = session.connection()
+    facts = order_facts_from_row(conn, tenant_id=tenant_id, order=order)
+    _check_request(facts, data.order_id, data)
+    version = order.active_policy_version or DEFAULT_VERSION
+    policy = cache.parsed(session, tenant_id, version)
+    tz = ZoneInfo(order.timezone)
+    # Return rules (the only users of history) apply to requests by lines.
+    days, newest = _needs_history(policy) if data.lines else (0, 0)
+    history = (
+        customer_history(
+            conn,
+            tenant_id=tenant_id,
+            email=order.customer_email,
+            before=now,
+            days=days,
+            newest=newest,
+        )
+        if days
+        else NO_HISTORY
+    )
+    evaluation = evaluate(
+        policy,
+        order=facts,
+        request=request_facts(data),
+        history=history,
+        now=now,
+        tz=tz,
+        policy_version=version,
+    )
+    return Assessment(order.id, facts, evaluation, tz, policy)
+
+
+def findings_data(evaluation: Evaluation) -> list[dict[str, Any]]:
+    return [
+        {"code": f.code, "severity": str(f.severity), "message": f.message}
+        for f in evaluation.findings
+    ]
+
+
+def _breakdown_data(evaluation: Evaluation) -> dict[str, Any]:
+    data = asdict(evaluation.breakdown)
+    for line in data["lines"]:
+        line["reason"] = str(line["reason"])
+    return data
+
+
+def preview_refund(
+    session: Session,
+    *,
+    clock: Clock,
+    tenant_id: str,
+    data: RefundCreate,
+    cache: PolicyCache = CACHE,
+) -> RefundPreview:
+    """What creating this refund would decide now; reads only, stores nothing."""
+    order = (
+        session.connection()
+        .execute(_ORDER_FOR_INTAKE, {"tenant_id": tenant_id, "external_id": data.order_id})
+        .first()
+    )
+    assessed = _assess(session, order, tenant_id=tenant_id, data=data, now=clock.now(), cache=cache)
+    ev = assessed.evaluation
+    return RefundPreview(
+        decision=str(ev.decision),
+        status=ev.decision.status,
+        amount_minor=ev.amount_minor,
+        currency=ev.currency,
+        findings=[FindingPublic(**f) for f in findings_data(ev)],
+        breakdown=_breakdown_data(ev),
+        refund_method=str(ev.refund_method),
+        approvals_required=ev.approvals_required,
+        return_required=ev.return_required,
+        return_by=ev.return_by,
+        policy_version=ev.policy_version,
+    )
 
 
 def request_refund(
@@ -175,9 +308,11 @@ def request_refund(
     data: RefundCreate,
     actor: str,
     idempotency_key: str | None = None,
+    cache: PolicyCache = CACHE,
 ) -> tuple[Refund, bool]:
-    """Create a refund, decide it, and enqueue its payout if approved.
+    """Create a refund, decide it under the tenant's active policy, and act on the decision.
 
+    Approved: its payout is queued. Awaiting return: a return authorization is opened.
     Returns the refund and whether it was created now (False: an idempotent replay).
     Call inside a write transaction: the order row is locked so that concurrent refunds
     on one order can never together exceed what was paid.
@@ -193,51 +328,51 @@ def request_refund(
         ).first()
         if seen is not None:
             return _replay(session, tenant_id, seen.id, seen.request_hash, digest)
-    if order is None:
-        raise UnknownOrder(f"no order {data.order_id} for this retailer", field="order_id")
-    if data.currency is not None and data.currency != order.currency:
-        raise CurrencyMismatch(
-            f"the order is in {order.currency}, the refund in {data.currency}", field="currency"
-        )
-
     now = clock.now()
+    assessed = _assess(session, order, tenant_id=tenant_id, data=data, now=now, cache=cache)
+    ev = assessed.evaluation
     refund_id = new_id()
-    lines = (
-        _priced_lines(session, tenant_id, order.id, data.order_id, refund_id, data)
-        if data.lines
-        else []
-    )
-    amount = sum(li.amount_minor for li in lines) if lines else (data.amount_minor or 0)
-    committed = conn.execute(_COMMITTED, {"tenant_id": tenant_id, "order_id": order.id})
-    check_budget(
-        paid_minor=order.total_minor,
-        requested_minor=amount,
-        committed_minor=int(committed.scalar_one()),
-    )
-    decision = decide(
-        now=now,
-        purchased_at=as_utc(order.purchased_at),
-        delivered_at=as_utc(order.delivered_at) if order.delivered_at else None,
-        window_days=config.window_days,
-    )
+    priced = {p.sku: p for p in ev.breakdown.lines}
+    by_sku = {line.sku: line for line in assessed.facts.lines}
+    lines = [
+        RefundLine(
+            tenant_id=tenant_id,
+            refund_id=refund_id,
+            line_no=index + 1,
+            sku=line.sku,
+            quantity=line.quantity,
+            reason=str(line.reason or data.reason),
+            condition=line.condition,
+            amount_minor=line.quantity * by_sku[line.sku].unit_price_minor,
+        )
+        for index, line in enumerate(data.lines or ())
+    ]
+    reasons = list(ev.reasons)
     refund = Refund(
         tenant_id=tenant_id,
         id=refund_id,
-        order_id=order.id,
+        order_id=assessed.order_id,
         reference=new_reference(),
         status=str(RefundStatus.REQUESTED),
         reason=str(data.reason),
         channel=str(data.channel),
-        amount_minor=amount,
-        currency=order.currency,
+        amount_minor=ev.amount_minor,
+        currency=ev.currency,
         note=data.note,
         idempotency_key=idempotency_key,
         request_hash=digest,
-        decision_reasons=list(decision.reasons),
+        decision_reasons=reasons,
+        policy_version=ev.policy_version,
+        findings=findings_data(ev),
+        breakdown=_breakdown_data(ev),
+        approvals_required=ev.approvals_required,
+        refund_method=str(ev.refund_method),
+        requested_minor=data.amount_minor,
+        evidence=[str(e) for e in data.evidence] if data.evidence else None,
+        requested_method=str(data.refund_method) if data.refund_method else None,
         created_at=now,
         updated_at=now,
         event_count=0,
-        approvals_required=0,
         lines=lines,
     )
     refund.record(
@@ -245,23 +380,51 @@ def request_refund(
         actor=actor,
         at=now,
         data={
-            "amount_minor": amount,
-            "currency": order.currency,
+            "amount_minor": data.amount_minor
+            if data.amount_minor is not None
+            else sum(li.amount_minor for li in lines),
+            "currency": ev.currency,
             "reason": str(data.reason),
             "channel": str(data.channel),
             "lines": [{"sku": li.sku, "quantity": li.quantity} for li in lines],
         },
     )
+    status = ev.decision.status
     refund.transition(
-        decision.status, actor=SYSTEM, at=now, data={"reasons": list(decision.reasons)}
+        status,
+        actor=SYSTEM,
+        at=now,
+        data={
+            "reasons": reasons,
+            "policy_version": ev.policy_version,
+            "amount_minor": ev.amount_minor,
+        },
     )
+    if status is RefundStatus.AWAITING_RETURN:
+        if ev.return_by is not None:
+            expires = end_of_day(ev.return_by, assessed.timezone).astimezone(UTC)
+        else:
+            expires = now + timedelta(days=assessed.policy.returns.deadline_days)
+        authorize_for_refund(
+            session,
+            refund=refund,
+            lines=[
+                (p.sku, p.quantity, (p.gross_minor - p.restocking_fee_minor) // p.quantity)
+                for p in (priced[li.sku] for li in lines if li.sku in priced)
+                if p.quantity > 0
+            ],
+            expires_at=expires,
+            now=now,
+            actor=SYSTEM,
+        )
     # The aggregate decided; persist it with bulk INSERTs rather than a unit-of-work flush.
+    # After the return is authorized: that records an event, so the refund's event count grows.
     conn.execute(_INSERT_REFUND, [_row(refund, _REFUND_COLUMNS)])
     if lines:
         conn.execute(_INSERT_LINE, [_row(li, _LINE_COLUMNS) for li in lines])
     conn.execute(_INSERT_EVENT, [e.as_row() for e in refund.pending_events])
     refund.pending_events.clear()
-    if decision.status is RefundStatus.APPROVED:
+    if status is RefundStatus.APPROVED:
         _enqueue_payout(session, refund, now, config)
     return refund, True
 
@@ -288,6 +451,15 @@ def load_for_update(session: Session, *, tenant_id: str, refund_id: str) -> Refu
     return refund
 
 
+_APPROVERS = (
+    select(Approval.actor, Approval.role, Approval.at)
+    .where(Approval.tenant_id == _T, Approval.refund_id == bindparam("refund_id"))
+    .order_by(Approval.at, Approval.id)
+)
+# A refund is approved from review, or straight after its goods came back.
+_APPROVABLE = frozenset({RefundStatus.PENDING_REVIEW, RefundStatus.RETURN_RECEIVED})
+
+
 def approve(
     session: Session,
     *,
@@ -296,12 +468,79 @@ def approve(
     tenant_id: str,
     refund_id: str,
     actor: str,
+    role: str | None = None,
     note: str | None = None,
+    cache: PolicyCache = CACHE,
 ) -> Refund:
-    """Approve a refund under review (or after its return) and queue its payout."""
+    """Record an approval; approve the refund (and queue its payout) once it has enough.
+
+    The role (default: the actor's `role:` prefix) must be within the approval limit of the
+    policy version that decided the refund; admins act desk-wide, beyond tenants' limits.
+    A four-eyes refund (approvals_required 2) needs two different approvers.
+    """
     refund = load_for_update(session, tenant_id=tenant_id, refund_id=refund_id)
+    if refund.state not in _APPROVABLE:
+        check_transition(refund.state, RefundStatus.APPROVED)  # raises: say which moves exist
+    role = role or actor.partition(":")[0]
+    policy = cache.parsed(session, tenant_id, refund.policy_version or DEFAULT_VERSION)
+    if role != Role.ADMIN and not role_may_approve(policy, role, refund.amount_minor):
+        limit = policy.authorization.role_limits.get(role)
+        allowed = (
+            f"up to {Money(policy.minor(limit), policy.currency or refund.currency).format()}"
+            if limit is not None and policy.currency
+            else "no refunds"
+        )
+        raise ApprovalLimitExceeded(
+            f"role {role} may approve {allowed} under policy version "
+            f"{refund.policy_version or DEFAULT_VERSION}; this refund is "
+            f"{Money(refund.amount_minor, refund.currency).format()}",
+            role=role,
+        )
+    params = {"tenant_id": tenant_id, "refund_id": refund_id}
+    before = [a.actor for a in session.execute(_APPROVERS, params)]
+    if actor in before:
+        raise SameApprover(
+            f"{actor} already approved this refund; it needs a different second approver",
+            field="actor",
+        )
     now = clock.now()
-    refund.transition(RefundStatus.APPROVED, actor=actor, at=now, data={"note": note})
+    session.add(
+        Approval(
+            tenant_id=tenant_id,
+            id=new_id(),
+            refund_id=refund_id,
+            actor=actor,
+            role=role,
+            amount_minor=refund.amount_minor,
+            at=now,
+        )
+    )
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent approval by the same actor won the race
+        raise SameApprover(f"{actor} already approved this refund", field="actor") from exc
+    # Whoever moves a refund by hand counts as an approval it needed.
+    required = max(refund.approvals_required or 0, 1)
+    refund.approvals_required = required
+    approvers = [*before, actor]
+    refund.record(
+        EventType.APPROVAL_RECORDED,
+        actor=actor,
+        at=now,
+        data={
+            "role": role,
+            "amount_minor": refund.amount_minor,
+            "approvals": len(approvers),
+            "approvals_required": required,
+            "note": note,
+        },
+    )
+    if len(set(approvers)) < required:
+        refund.updated_at = now
+        return refund  # four eyes: waits in review for a second, different approver
+    refund.transition(
+        RefundStatus.APPROVED, actor=actor, at=now, data={"note": note, "approvers": approvers}
+    )
     _enqueue_payout(session, refund, now, config)
     return refund
 
@@ -373,7 +612,13 @@ def get_refund(session: Session, *, tenant_id: str, refund_id: str) -> Refund:
     return refund
 
 
-def to_public(refund: Refund, order_external_id: str) -> RefundPublic:
+def _findings(data: Iterable[Mapping[str, Any]] | None) -> list[FindingPublic]:
+    return [FindingPublic(**f) for f in data or ()]
+
+
+def to_public(
+    refund: Refund, order_external_id: str, approvals: list[ApprovalPublic] | None = None
+) -> RefundPublic:
     return RefundPublic(
         id=refund.id,
         reference=refund.reference,
@@ -395,9 +640,33 @@ def to_public(refund: Refund, order_external_id: str) -> RefundPublic:
             for li in refund.lines
         ],
         decision_reasons=list(refund.decision_reasons or []),
+        findings=_findings(refund.findings),
+        policy_version=refund.policy_version,
+        breakdown=refund.breakdown,
+        refund_method=refund.refund_method,
+        approvals_required=refund.approvals_required or 0,
+        approvals=approvals or [],
         created_at=refund.created_at,
         updated_at=refund.updated_at,
     )
+
+
+def approvals_of(
+    session: Session, tenant_id: str, refund_ids: Iterable[str]
+) -> dict[str, list[ApprovalPublic]]:
+    """Approvals per refund, oldest first, in one query."""
+    ids = sorted(set(refund_ids))
+    out: dict[str, list[ApprovalPublic]] = {}
+    if not ids:
+        return out
+    rows = session.execute(
+        select(Approval.refund_id, Approval.actor, Approval.role, Approval.at)
+        .where(Approval.tenant_id == tenant_id, Approval.refund_id.in_(ids))
+        .order_by(Approval.at, Approval.id)
+    )
+    for refund_id, actor, role, at in rows:
+        out.setdefault(refund_id, []).append(ApprovalPublic(actor=actor, role=role, at=as_utc(at)))
+    return out
 
 
 def external_ids(session: Session, tenant_id: str, order_ids: set[str]) -> dict[str, str]:
@@ -446,6 +715,15 @@ def read_refund(session: Session, *, tenant_id: str, refund_id: str) -> RefundPu
         )
         for li in conn.execute(_READ_LINES, params)
     ]
+    # Approval rows exist only on refunds that needed one (approve() sees to that).
+    approvals = (
+        [
+            ApprovalPublic(actor=a.actor, role=a.role, at=as_utc(a.at))
+            for a in conn.execute(_APPROVERS, params)
+        ]
+        if row["approvals_required"]
+        else []
+    )
     return RefundPublic(
         id=row["id"],
         reference=row["reference"],
@@ -458,6 +736,12 @@ def read_refund(session: Session, *, tenant_id: str, refund_id: str) -> RefundPu
         note=row["note"],
         lines=lines,
         decision_reasons=list(row["decision_reasons"] or []),
+        findings=_findings(row["findings"]),
+        policy_version=row["policy_version"],
+        breakdown=row["breakdown"],
+        refund_method=row["refund_method"],
+        approvals_required=row["approvals_required"] or 0,
+        approvals=approvals,
         created_at=as_utc(row["created_at"]),
         updated_at=as_utc(row["updated_at"]),
     )
@@ -465,7 +749,8 @@ def read_refund(session: Session, *, tenant_id: str, refund_id: str) -> RefundPu
 
 def public(session: Session, refund: Refund) -> RefundPublic:
     ext = external_ids(session, refund.tenant_id, {refund.order_id})
-    return to_public(refund, ext.get(refund.order_id, ""))
+    approvals = approvals_of(session, refund.tenant_id, [refund.id]).get(refund.id, [])
+    return to_public(refund, ext.get(refund.order_id, ""), approvals)
 
 
 def encode_cursor(last_id: str) -> str:
@@ -510,9 +795,32 @@ def list_refunds(
     rows = list(session.scalars(query.order_by(Refund.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    ext = external_ids(session, tenant_id, {r.order_id for r in rows})
     return RefundPage(
-        items=[to_public(r, ext.get(r.order_id, "")) for r in rows],
+        items=_publics(session, tenant_id, rows),
+        next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
+    )
+
+
+def _publics(session: Session, tenant_id: str, rows: list[Refund]) -> list[RefundPublic]:
+    ext = external_ids(session, tenant_id, {r.order_id for r in rows})
+    approvals = approvals_of(session, tenant_id, (r.id for r in rows if r.approvals_required))
+    return [to_public(r, ext.get(r.order_id, ""), approvals.get(r.id)) for r in rows]
+
+
+def list_approvals(
+    session: Session, *, tenant_id: str, cursor: str | None = None, limit: int = 50
+) -> ApprovalQueuePage:
+    """The approval queue: refunds in review, oldest first, keyset-paginated on the id."""
+    query = select(Refund).where(
+        Refund.tenant_id == tenant_id, Refund.status == str(RefundStatus.PENDING_REVIEW)
+    )
+    if cursor is not None:
+        query = query.where(Refund.id > decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(Refund.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ApprovalQueuePage(
+        items=_publics(session, tenant_id, rows),
         next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
     )
 

@@ -16,15 +16,18 @@ from refunddesk.core.clock import as_utc
 from refunddesk.refunds import service
 from refunddesk.refunds.domain import RefundStatus
 from refunddesk.refunds.schemas import (
+    ApprovalQueuePage,
     NoteBody,
     RefundCreate,
     RefundEventPublic,
     RefundPage,
+    RefundPreview,
     RefundPublic,
     RejectBody,
 )
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
+approvals_router = APIRouter(prefix="/v1/approvals", tags=["refunds"])
 RefundId = Annotated[str, Path(min_length=1, max_length=64)]
 IdempotencyKey = Annotated[
     str | None,
@@ -85,6 +88,23 @@ def _create(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+@router.post("/preview", operation_id="preview_refund")
+async def preview_refund(
+    body: RefundCreate, principal: PrincipalDep, container: ContainerDep
+) -> RefundPreview:
+    """What creating this refund would decide now (status, amount, findings); stores nothing."""
+    principal.require(Permission.CREATE_REFUNDS)
+    tenant_id = principal.require_tenant()
+    return await run_in_threadpool(_preview, container, tenant_id, body)
+
+
+def _preview(container: Container, tenant_id: str, body: RefundCreate) -> RefundPreview:
+    with container.db.read() as session:
+        return service.preview_refund(
+            session, clock=container.clock, tenant_id=tenant_id, data=body
+        )
 
 
 @router.get("", operation_id="list_refunds")
@@ -148,6 +168,7 @@ def approve(
             tenant_id=principal.require_tenant(),
             refund_id=refund_id,
             actor=principal.actor,
+            role=str(principal.role),
             note=body.note if body else None,
         )
         return service.public(session, refund)
@@ -204,3 +225,17 @@ def retry(refund_id: RefundId, principal: PrincipalDep, container: ContainerDep)
             actor=principal.actor,
         )
         return service.public(session, refund)
+
+
+@approvals_router.get("", operation_id="list_approvals")
+def list_approvals(
+    principal: PrincipalDep,
+    session: ReadSession,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ApprovalQueuePage:
+    """The approval queue: refunds in review, oldest first, with their findings and approvals."""
+    principal.require(Permission.READ)
+    return service.list_approvals(
+        session, tenant_id=principal.require_tenant(), cursor=cursor, limit=limit
+    )

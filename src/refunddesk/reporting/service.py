@@ -55,6 +55,8 @@ class EventRow:
     from_status: str | None
     to_status: str
     actor: str
+    tenant_id: str = ""
+    refund_id: str = ""
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -112,6 +114,8 @@ def latest_events(session: Session, *, limit: int = 25) -> list[EventRow]:
             RefundEvent.from_status,
             RefundEvent.to_status,
             RefundEvent.actor,
+            RefundEvent.tenant_id,
+            RefundEvent.refund_id,
         )
         .join(
             Refund,

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from refunddesk.db.base import Base
@@ -57,3 +65,30 @@ class ReturnLineRecord(Base):
     condition: Mapped[str | None] = mapped_column(String(32))
     # Inspection verdicts for this line (accept, reject, partial), as returns.domain has them.
     inspection: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+
+
+class ScanException(Base):
+    """A warehouse scan that could not be applied, kept until someone looks at it.
+
+    kind: ``unmatched`` (no return of this tenant has the tracking number), ``bad_row``
+    (the row could not be read) or ``error`` (the parcel matched but its receipt was refused).
+    """
+
+    __tablename__ = "return_scan_exceptions"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
+        Index("ix_return_scan_exceptions_tenant_created", "tenant_id", "created_at"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(500))
+    line: Mapped[int | None] = mapped_column(Integer)
+    tracking_number: Mapped[str | None] = mapped_column(String(100))
+    sku: Mapped[str | None] = mapped_column(String(100))
+    quantity: Mapped[int | None] = mapped_column(Integer)
+    condition: Mapped[str | None] = mapped_column(String(32))
+    raw: Mapped[list[str] | None] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

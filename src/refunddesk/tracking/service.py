@@ -119,7 +119,7 @@ def _text(event: RefundEvent, money: Money, method: str) -> str | None:
     if event.type == EventType.REQUESTED:
         return f"We received your refund request for {money}."
     if event.type != EventType.STATUS_CHANGED:
-        return None
+        return _return_text(event)
     reason = (event.data or {}).get("reason")
     return {
         "pending_review": "Your request is with our team for review.",
@@ -133,6 +133,23 @@ def _text(event: RefundEvent, money: Money, method: str) -> str | None:
         "We will contact you about another way.",
         "canceled": "The refund was canceled.",
     }.get(event.to_status)
+
+
+def _return_text(event: RefundEvent) -> str | None:
+    """The customer's words for the return of goods (receipt and outcome show as status)."""
+    data = event.data or {}
+    if event.type == "return.in_transit":
+        return (
+            f"Your return is on its way with {data.get('carrier')} ({data.get('tracking_number')})."
+        )
+    if event.type == "return.lost_in_transit":
+        return "The carrier reports your return as lost; our team will contact you."
+    if event.type == "return.expired":
+        return "The time to send the items back has passed."
+    if event.type == "refund.amount_adjusted" and isinstance(data.get("to_minor"), int):
+        amount = Money(data["to_minor"], str(data.get("currency")))
+        return f"After checking your return, your refund is {amount}."
+    return None
 
 
 def track(session: Session, *, reference: str, email: str, now: datetime) -> Tracking:

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.middleware.sessions import SessionMiddleware
@@ -23,8 +24,13 @@ from refunddesk.bootstrap import Container
 from refunddesk.core.errors import Conflict, DomainError, NotFound, Unauthorized
 from refunddesk.core.money import Money
 from refunddesk.jobs import queue
+from refunddesk.orders.orm import Order
+from refunddesk.policy import service as policies
+from refunddesk.refunds.approvals import Approval
 from refunddesk.refunds.domain import OPEN, RefundStatus
+from refunddesk.refunds.orm import Refund, RefundEvent
 from refunddesk.reporting import service as reporting
+from refunddesk.tenants.orm import Tenant
 from refunddesk.tracking.service import STATUS_LABELS, Tracking, track
 from refunddesk.web import security
 from refunddesk.web.chart import stacked_bars
@@ -122,6 +128,92 @@ def _clean(value: str, limit: int) -> str | None:
     if len(value) > limit or any(ord(c) < 32 or ord(c) == 127 for c in value):
         return None
     return value
+
+
+def _plausible_id(value: str) -> bool:
+    return 0 < len(value) <= 64 and value.isascii() and value.isalnum()
+
+
+def refund_context(session: Session, tenant_id: str, refund_id: str) -> dict[str, Any] | None:
+    """Everything the desk's refund page shows, or None when there is no such refund."""
+    refund = session.scalars(
+        select(Refund).where(Refund.tenant_id == tenant_id, Refund.id == refund_id)
+    ).first()
+    if refund is None:
+        return None
+    tenant = session.get(Tenant, tenant_id)
+    order = session.scalars(
+        select(Order).where(Order.tenant_id == tenant_id, Order.id == refund.order_id)
+    ).first()
+    names = {line.sku: line for line in order.lines} if order else {}
+    events = session.scalars(
+        select(RefundEvent)
+        .where(RefundEvent.tenant_id == tenant_id, RefundEvent.refund_id == refund_id)
+        .order_by(RefundEvent.seq)
+    ).all()
+    approvals = session.scalars(
+        select(Approval)
+        .where(Approval.tenant_id == tenant_id, Approval.refund_id == refund_id)
+        .order_by(Approval.at)
+    ).all()
+    findings = refund.findings
+    if findings is None:  # decided before policies: the reasons are plain text
+        findings = [{"code": "", "severity": "info", "message": r} for r in refund.decision_reasons]
+    currency = refund.currency
+    return {
+        "title": f"Refund {refund.reference}",
+        "tenant": tenant,
+        "refund": refund,
+        "status": refund.status,
+        "amount": _money(refund.amount_minor, currency),
+        "requested": None
+        if refund.requested_minor is None
+        else _money(refund.requested_minor, currency),
+        "order": order,
+        "lines": [
+            {
+                "sku": line.sku,
+                "name": names[line.sku].name if line.sku in names else "",
+                "quantity": line.quantity,
+                "reason": line.reason,
+                "condition": line.condition,
+                "amount": _money(line.amount_minor, currency),
+            }
+            for line in refund.lines
+        ],
+        "order_total": _money(order.total_minor, order.currency) if order else "",
+        "findings": findings,
+        "breakdown": _breakdown(refund.breakdown, currency),
+        "approvals": [
+            {
+                "actor": a.actor,
+                "role": a.role,
+                "amount": _money(a.amount_minor, currency),
+                "at": a.at,
+            }
+            for a in approvals
+        ],
+        "events": events,
+    }
+
+
+def _breakdown(data: dict[str, Any] | None, currency: str) -> list[tuple[str, str]]:
+    """The amount's parts that are not zero, as (label, money) rows."""
+    if not data:
+        return []
+    rows = [
+        ("Items", data.get("lines_minor", 0), 1),
+        ("Shipping", data.get("shipping_minor", 0), 1),
+        ("Tax", data.get("tax_minor", 0), 1),
+        ("Restocking fee", data.get("restocking_fee_minor", 0), -1),
+        ("Return label", data.get("return_shipping_minor", 0), -1),
+        ("Store credit bonus", data.get("store_credit_bonus_minor", 0), 1),
+    ]
+    return [
+        (label, ("\u2212 " if sign < 0 else "") + _money(int(minor), currency))
+        for label, minor, sign in rows
+        if minor
+    ]
 
 
 def make_router(container: Container) -> APIRouter:
@@ -304,6 +396,50 @@ def make_router(container: Container) -> APIRouter:
                 "dead_jobs": dead,
             },
         )
+
+    def signed_out(request: Request) -> Response:
+        security.sign_out(request)
+        return _redirect("/desk/login")
+
+    def missing(request: Request, what: str) -> Response:
+        return _render(
+            request, "desk_missing.html", {"title": "Not found", "what": what}, status=404
+        )
+
+    @router.get("/desk/tenants/{tenant_id}/policy", response_class=HTMLResponse)
+    def tenant_policy(request: Request, tenant_id: str) -> Response:
+        if admin_key_prefix(request) is None:
+            return signed_out(request)
+        if not _plausible_id(tenant_id):
+            return missing(request, "retailer")
+        with container.db.read() as session:
+            tenant = session.get(Tenant, tenant_id)
+            if tenant is None:
+                return missing(request, "retailer")
+            active = policies.read_active(session, tenant_id=tenant_id)
+            history = policies.read_versions(session, tenant_id=tenant_id)
+        return _render(
+            request,
+            "policy.html",
+            {
+                "title": f"{tenant.name}: refund policy",
+                "tenant": tenant,
+                "active": active,
+                "history": history.items,
+            },
+        )
+
+    @router.get("/desk/refunds/{tenant_id}/{refund_id}", response_class=HTMLResponse)
+    def refund_page(request: Request, tenant_id: str, refund_id: str) -> Response:
+        if admin_key_prefix(request) is None:
+            return signed_out(request)
+        if not (_plausible_id(tenant_id) and _plausible_id(refund_id)):
+            return missing(request, "refund")
+        with container.db.read() as session:
+            context = refund_context(session, tenant_id, refund_id)
+        if context is None:
+            return missing(request, "refund")
+        return _render(request, "refund.html", context)
 
     def rerun(job_id: int) -> tuple[str, str]:
         with container.db.write() as session:
