@@ -82,9 +82,7 @@ def bootstrap(
         clock=clock,
         gateways=registry,
         authenticator=KeyAuthenticator(cache_seconds=settings.api_key_cache_seconds),
-        intake=IntakeConfig(
-            window_days=settings.auto_approve_days, job_max_attempts=settings.job_max_attempts
-        ),
+        intake=IntakeConfig(job_max_attempts=settings.job_max_attempts),
         secret_key=settings.secret_key or secrets.token_urlsafe(32),
     )
     container.handlers.append(

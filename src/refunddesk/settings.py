@@ -25,7 +25,6 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     request_threads: int = Field(default=40, ge=1, le=1000)
 
-    auto_approve_days: int = Field(default=30, ge=0)
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
 
     worker_batch_size: int = Field(default=200, ge=1, le=5000)

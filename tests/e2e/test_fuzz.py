@@ -104,6 +104,7 @@ OPERATIONS = (
     "get_active_policy",
     "get_policy",
     "activate_policy",
+    "backtest_policy",
     "get_return",
     "ship_return",
     "receive_return",
@@ -116,6 +117,7 @@ ADMIN_ONLY = {"list_jobs", "rerun_job"}
 SUPERVISOR_ONLY = {
     "create_policy",
     "activate_policy",
+    "backtest_policy",
     "receive_return",
     "inspect_return",
     "mark_return_lost",

@@ -372,3 +372,23 @@ def test_a_periodic_task_that_fails_never_stops_the_worker(container: Container)
     thread.join(timeout=5)
     assert len(calls) >= 3
     assert not thread.is_alive()
+
+
+def test_canceling_a_refund_that_waits_for_its_goods_closes_its_return(
+    container: Container, factory: Factory
+) -> None:
+    from refunddesk.refunds import service as refunds
+
+    tenant = returns_tenant(container, factory)
+    r = awaiting_return(container, factory, tenant.id)
+    with container.db.write() as session:
+        refunds.cancel(
+            session,
+            clock=container.clock,
+            tenant_id=tenant.id,
+            refund_id=r.id,
+            actor=AGENT,
+            note="customer kept the item",
+        )
+    assert _stored(container, tenant.id, r.id).status == "canceled"
+    assert "return.canceled" in [t for t, _ in event_trail(container, tenant.id, r.id)]

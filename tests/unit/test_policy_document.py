@@ -192,3 +192,11 @@ def test_load_policy_reads_yaml_and_toml_files(tmp_path: Path) -> None:
 def test_yaml_loading_is_safe_and_refuses_python_objects() -> None:
     found = problems_of("name: !!python/object/apply:os.system ['true']\n")
     assert found[0].startswith("line 1: malformed YAML")
+
+
+def test_a_document_with_an_unprintable_character_is_refused_as_malformed() -> None:
+    from refunddesk.policy.document import PolicyError, parse_policy
+
+    with pytest.raises(PolicyError) as caught:
+        parse_policy("name: x\u0082\n")
+    assert "malformed YAML" in caught.value.problems[0].message

@@ -343,3 +343,55 @@ def backtest_command(
         typer.echo(json.dumps(result.to_dict()))
         return
     _print_backtest(result, policy)
+
+
+@app.command("preview")
+def preview_command(
+    tenant: TenantOpt,
+    request: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A refund request as JSON: the body of POST /v1/refunds.",
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what the active policy would decide for a refund request; stores nothing."""
+    from pydantic import ValidationError
+
+    from refunddesk.core.errors import Invalid
+    from refunddesk.refunds.schemas import RefundCreate
+    from refunddesk.refunds.service import preview_refund
+
+    try:
+        data = RefundCreate.model_validate_json(request.read_bytes())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        _fail(Invalid(f"{field}: {first.get('msg')}", field=field), as_json)
+    container = _container()
+    try:
+        with container.db.read() as session:
+            result = preview_refund(session, clock=container.clock, tenant_id=tenant, data=data)
+    except DomainError as exc:
+        _fail(exc, as_json)
+    finally:
+        container.close()
+    if as_json:
+        typer.echo(result.model_dump_json())
+        return
+    money = Money(result.amount_minor, result.currency)
+    version = result.policy_version or "built-in default"
+    console.print(
+        f"[bold]{result.decision}[/bold]: {money} by {result.refund_method} "
+        f"(policy version {version})"
+    )
+    if result.return_required:
+        console.print(f"the goods come back first, by {result.return_by}")
+    if result.approvals_required:
+        console.print(f"needs {result.approvals_required} approver(s)")
+    for finding in result.findings:
+        console.print(f"  {finding.severity:<5} {finding.code}: {finding.message}", soft_wrap=True)

@@ -497,7 +497,11 @@ def parse_policy(text: str, *, fmt: Literal["yaml", "toml"] = "yaml") -> Policy:
         except tomllib.TOMLDecodeError as exc:
             raise PolicyError([Problem(None, "", f"malformed TOML: {exc}")]) from None
         return _validate(table, None)
-    loader = yaml.SafeLoader(text)
+    try:
+        # The loader checks for unprintable characters as it is made: inside the try.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError([Problem(None, "", f"malformed YAML: {exc}")]) from None
     try:
         node = loader.get_single_node()
         data: Any = loader.construct_document(node) if node is not None else None

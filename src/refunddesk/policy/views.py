@@ -1,21 +1,25 @@
-"""HTTP routes for policy versions: list, upload, read, activate."""
+"""HTTP routes for policy versions: list, upload, read, activate, and backtest a draft."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from refunddesk.api.deps import ContainerDep, PrincipalDep, ReadSession
 from refunddesk.api.errors import problem
 from refunddesk.auth.domain import Permission
 from refunddesk.bootstrap import Container
 from refunddesk.core.errors import DomainError
+from refunddesk.core.schemas import StrictModel
 from refunddesk.policy import service
-from refunddesk.policy.document import PolicyError, Problem
+from refunddesk.policy.backtest import backtest
+from refunddesk.policy.document import Policy, PolicyError, Problem, parse_policy
 from refunddesk.policy.schemas import (
     MAX_NOTE,
     PolicyCreate,
@@ -23,6 +27,7 @@ from refunddesk.policy.schemas import (
     PolicyList,
     PolicyVersionPublic,
 )
+from refunddesk.tenants.orm import Tenant
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 Version = Annotated[int, Path(ge=0, le=2_147_483_647, description="0 is the built-in default")]
@@ -197,3 +202,38 @@ def activate_policy(
         session.flush()
         detail = service.read_version(session, tenant_id=tenant_id, version=version)
     return PolicyVersionPublic(**detail.model_dump(include=set(PolicyVersionPublic.model_fields)))
+
+
+class BacktestRequest(StrictModel):
+    """A draft policy to replay the tenant's stored refunds against."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    # Small enough that even a one-too-long, fully escaped draft stays under the body limit.
+    source: Annotated[str, Field(max_length=100_000, description="the draft's YAML or TOML")]
+    format: Format = "yaml"
+    since: date | None = Field(default=None, description="only refunds asked from this day on")
+
+
+@router.post("/backtest", operation_id="backtest_policy", response_model=dict[str, Any])
+async def backtest_policy(
+    body: BacktestRequest, principal: PrincipalDep, container: ContainerDep
+) -> Response | dict[str, Any]:
+    """Replay stored refunds against a draft and report what would change; writes nothing."""
+    principal.require(Permission.MANAGE_POLICY)
+    tenant_id = principal.require_tenant()
+    try:
+        draft = parse_policy(body.source, fmt=body.format)
+    except PolicyError as exc:
+        return policy_problem(exc)
+    return await run_in_threadpool(_backtest, container, tenant_id, draft, body.since)
+
+
+def _backtest(
+    container: Container, tenant_id: str, draft: Policy, since: date | None
+) -> dict[str, Any]:
+    with container.db.read() as session:
+        tenant = session.get(Tenant, tenant_id)
+        zone = ZoneInfo(tenant.timezone) if tenant is not None else ZoneInfo("UTC")
+        start = datetime.combine(since, time.min, tzinfo=zone) if since else None
+        return backtest(session, tenant_id=tenant_id, policy=draft, since=start).to_dict()

@@ -128,8 +128,8 @@ def decide(
 ) -> Decision:
     """Auto-approve within the return window (from delivery, else purchase); else review.
 
-    The order exists and the amount fits the budget by the time this runs: intake refuses
-    the refund otherwise. The policy capability replaces this rule with per-tenant policies.
+    The foundation's built-in rule, kept as the reference that the default policy
+    (policy.document.default_policy) is tested against; intake decides with policies.
     """
     start = delivered_at or purchased_at
     ends = start + timedelta(days=window_days)

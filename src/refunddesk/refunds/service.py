@@ -99,7 +99,6 @@ class InvalidCursor(Invalid):
 
 @dataclass(frozen=True, slots=True)
 class IntakeConfig:
-    window_days: int
     job_max_attempts: int
 
 
@@ -563,7 +562,17 @@ def cancel(
     note: str | None = None,
 ) -> Refund:
     refund = load_for_update(session, tenant_id=tenant_id, refund_id=refund_id)
-    refund.transition(RefundStatus.CANCELED, actor=actor, at=clock.now(), data={"note": note})
+    now = clock.now()
+    waiting = refund.state is RefundStatus.AWAITING_RETURN
+    refund.transition(RefundStatus.CANCELED, actor=actor, at=now, data={"note": note})
+    if waiting:
+        # The goods are no longer expected: close the return too (imported here because
+        # returns.service imports this module).
+        from refunddesk.returns.service import cancel_for_refund
+
+        cancel_for_refund(
+            session, refund=refund, at=now, actor=actor, reason=note or "refund canceled"
+        )
     return refund
 
 
