@@ -18,8 +18,7 @@ from refunddesk.orders.schemas import (
     OrderPublic,
     Payment,
 )
-from refunddesk.refunds.domain import RELEASES_BUDGET
-from refunddesk.refunds.orm import Refund
+from refunddesk.refunds.orm import HOLDS_BUDGET, Refund
 
 
 def _build(tenant_id: str, data: OrderCreate, clock: Clock) -> Order:
@@ -124,7 +123,7 @@ def committed_minor(session: Session, *, tenant_id: str, order_id: str) -> int:
         select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
             Refund.tenant_id == tenant_id,
             Refund.order_id == order_id,
-            Refund.status.not_in([str(s) for s in RELEASES_BUDGET]),
+            HOLDS_BUDGET,
         )
     )
     return int(total or 0)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     event,
     insert,
 )
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from refunddesk.core.ids import new_id
 from refunddesk.db.base import Base, table_of
-from refunddesk.refunds.domain import EventType, RefundStatus, check_transition
+from refunddesk.refunds.domain import RELEASES_BUDGET, EventType, RefundStatus, check_transition
 
 TRANSITIONS_TOTAL = Counter(
     "refunddesk_refund_transitions_total", "Refund state changes", ["from_status", "to_status"]
@@ -184,6 +185,11 @@ class RefundEvent(Base):
     at: Mapped[datetime]
     data: Mapped[dict[str, Any]]
 
+
+# Which refunds hold part of their order's budget, as SQL: the one definition every budget
+# query uses. Plain inequalities, not NOT IN (...): an expanding IN list is re-rendered on
+# every call, and these queries run on the intake hot path.
+HOLDS_BUDGET = and_(*(Refund.status != str(s) for s in sorted(RELEASES_BUDGET)))
 
 _INSERT_EVENTS = insert(table_of(RefundEvent))
 

@@ -112,12 +112,6 @@ def request_hash(data: RefundCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def find_by_idempotency_key(session: Session, *, tenant_id: str, key: str) -> Refund | None:
-    return session.scalars(
-        select(Refund).where(Refund.tenant_id == tenant_id, Refund.idempotency_key == key)
-    ).first()
-
-
 def _replay(
     session: Session, tenant_id: str, refund_id: str, stored: str | None, digest: str
 ) -> tuple[Refund, bool]:
@@ -625,38 +619,55 @@ def _findings(data: Iterable[Mapping[str, Any]] | None) -> list[FindingPublic]:
     return [FindingPublic(**f) for f in data or ()]
 
 
+def _line_public(line: Any) -> RefundLinePublic:
+    """A refund line (ORM object or row) as the API shows it."""
+    return RefundLinePublic(
+        sku=line.sku,
+        quantity=line.quantity,
+        reason=line.reason,
+        condition=line.condition,
+        amount_minor=line.amount_minor,
+    )
+
+
+def _public(
+    values: Mapping[Any, Any],
+    order_external_id: str,
+    lines: list[RefundLinePublic],
+    approvals: list[ApprovalPublic],
+) -> RefundPublic:
+    """The one mapping from a refund's stored columns to what the API shows."""
+    return RefundPublic(
+        id=values["id"],
+        reference=values["reference"],
+        status=RefundStatus(values["status"]),
+        order_id=order_external_id,
+        amount_minor=values["amount_minor"],
+        currency=values["currency"],
+        reason=values["reason"],
+        channel=values["channel"],
+        note=values["note"],
+        lines=lines,
+        decision_reasons=list(values["decision_reasons"] or []),
+        findings=_findings(values["findings"]),
+        policy_version=values["policy_version"],
+        breakdown=values["breakdown"],
+        refund_method=values["refund_method"],
+        approvals_required=values["approvals_required"] or 0,
+        approvals=approvals,
+        created_at=as_utc(values["created_at"]),
+        updated_at=as_utc(values["updated_at"]),
+    )
+
+
 def to_public(
     refund: Refund, order_external_id: str, approvals: list[ApprovalPublic] | None = None
 ) -> RefundPublic:
-    return RefundPublic(
-        id=refund.id,
-        reference=refund.reference,
-        status=RefundStatus(refund.status),
-        order_id=order_external_id,
-        amount_minor=refund.amount_minor,
-        currency=refund.currency,
-        reason=refund.reason,
-        channel=refund.channel,
-        note=refund.note,
-        lines=[
-            RefundLinePublic(
-                sku=li.sku,
-                quantity=li.quantity,
-                reason=li.reason,
-                condition=li.condition,
-                amount_minor=li.amount_minor,
-            )
-            for li in refund.lines
-        ],
-        decision_reasons=list(refund.decision_reasons or []),
-        findings=_findings(refund.findings),
-        policy_version=refund.policy_version,
-        breakdown=refund.breakdown,
-        refund_method=refund.refund_method,
-        approvals_required=refund.approvals_required or 0,
-        approvals=approvals or [],
-        created_at=refund.created_at,
-        updated_at=refund.updated_at,
+    return _public(
+        _row(refund, _REFUND_COLUMNS),
+        order_external_id,
+        [_line_public(li) for li in refund.lines],
+        approvals or [],
     )
 
 
@@ -714,16 +725,7 @@ def read_refund(session: Session, *, tenant_id: str, refund_id: str) -> RefundPu
     row = conn.execute(_READ_REFUND, params).mappings().first()
     if row is None:
         raise NotFound(f"no refund {refund_id}")
-    lines = [
-        RefundLinePublic(
-            sku=li.sku,
-            quantity=li.quantity,
-            reason=li.reason,
-            condition=li.condition,
-            amount_minor=li.amount_minor,
-        )
-        for li in conn.execute(_READ_LINES, params)
-    ]
+    lines = [_line_public(li) for li in conn.execute(_READ_LINES, params)]
     # Approval rows exist only on refunds that needed one (approve() sees to that).
     approvals = (
         [
@@ -733,27 +735,7 @@ def read_refund(session: Session, *, tenant_id: str, refund_id: str) -> RefundPu
         if row["approvals_required"]
         else []
     )
-    return RefundPublic(
-        id=row["id"],
-        reference=row["reference"],
-        status=RefundStatus(row["status"]),
-        order_id=row["external_id"],
-        amount_minor=row["amount_minor"],
-        currency=row["currency"],
-        reason=row["reason"],
-        channel=row["channel"],
-        note=row["note"],
-        lines=lines,
-        decision_reasons=list(row["decision_reasons"] or []),
-        findings=_findings(row["findings"]),
-        policy_version=row["policy_version"],
-        breakdown=row["breakdown"],
-        refund_method=row["refund_method"],
-        approvals_required=row["approvals_required"] or 0,
-        approvals=approvals,
-        created_at=as_utc(row["created_at"]),
-        updated_at=as_utc(row["updated_at"]),
-    )
+    return _public(row, row["external_id"], lines, approvals)
 
 
 def public(session: Session, refund: Refund) -> RefundPublic:
