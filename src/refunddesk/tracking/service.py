@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -14,6 +14,7 @@ from refunddesk.core.errors import NotFound
 from refunddesk.core.ids import normalize_reference
 from refunddesk.core.money import Money
 from refunddesk.orders.orm import Order
+from refunddesk.policy.calendar import add_business_days
 from refunddesk.refunds.domain import EventType, RefundStatus
 from refunddesk.refunds.orm import Refund, RefundEvent
 from refunddesk.tenants.orm import Tenant
@@ -66,16 +67,6 @@ class Tracking:
     expected_by: date | None
     expected_text: str
     timeline: list[TimelineEntry]
-
-
-def add_business_days(start: date, days: int) -> date:
-    """Start plus n working days (Monday to Friday)."""
-    current = start
-    while days > 0:
-        current += timedelta(days=1)
-        if current.weekday() < 5:
-            days -= 1
-    return current
 
 
 def expected(
