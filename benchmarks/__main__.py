@@ -12,12 +12,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks import http_bench, pipeline, policy_bench, profile_intake, wrk
+from benchmarks import http_bench, payouts, pipeline, policy_bench, profile_intake, wrk
 from benchmarks.results import Report
 from benchmarks.servers import ROOT
 
-BENCHES = ("intake", "read", "pipeline", "profile", "policy")
-DEFAULT = ("intake", "read", "pipeline")
+BENCHES = ("intake", "read", "pipeline", "payouts", "profile", "policy")
+DEFAULT = ("intake", "read", "pipeline", "payouts")
 ORDER = {"intake": 0, "read": 1, "trivial": 2}
 
 
@@ -42,6 +42,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=180.0,
         help="stop each pipeline phase after this long (the table then says so)",
     )
+    p.add_argument("--payouts-n", type=int, help="refunds per payout run at 0 ms (default 20000)")
     p.add_argument("--profile-requests", type=int, default=3000)
     p.add_argument("--policy-n", type=int, help="refunds per policy intake run (default 20000)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
@@ -49,6 +50,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 10.0)
     args.pipeline_n = args.pipeline_n or (5000 if args.quick else 100_000)
+    args.payouts_n = args.payouts_n or (3000 if args.quick else 20_000)
     args.policy_n = args.policy_n or (3000 if args.quick else 20_000)
     if args.quick:
         args.profile_requests = min(args.profile_requests, 500)
@@ -92,6 +94,19 @@ def main(argv: list[str] | None = None) -> int:
             report.phases = pipeline.run(
                 work / "pipeline",
                 pipeline.PipelineConfig(args.pipeline_n, args.pipeline_max_seconds),
+                console,
+            )
+        if "payouts" in selected:
+            console.print("[bold]Payouts[/bold]")
+            report.phases += payouts.run(
+                work / "payouts",
+                payouts.PayoutBenchConfig(
+                    refunds=args.payouts_n,
+                    # 200 ms runs: about as long as the 0 ms ones at their targets
+                    slow_refunds=max(300, args.payouts_n * 3 // 10),
+                    max_seconds=args.pipeline_max_seconds,
+                    pg_url=payouts.pg_base_url(),
+                ),
                 console,
             )
         if "policy" in selected:

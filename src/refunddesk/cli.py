@@ -14,6 +14,8 @@ from rich.table import Table
 
 from refunddesk.auth.domain import Role
 from refunddesk.core.errors import DomainError
+from refunddesk.payouts import cli as payouts_cli
+from refunddesk.payouts import store_credit_cli
 from refunddesk.policy import cli as policy_cli
 from refunddesk.returns.cli import app as returns_app
 from refunddesk.settings import get_settings
@@ -33,6 +35,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(policy_cli.app, name="policy")
 app.add_typer(returns_app, name="returns")
+app.add_typer(payouts_cli.app, name="payouts")
+app.add_typer(payouts_cli.gateways_app, name="gateways")
+app.add_typer(store_credit_cli.app, name="store-credit")
 
 console = Console()
 err = Console(stderr=True)

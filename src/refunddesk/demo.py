@@ -21,9 +21,11 @@ from refunddesk.core.errors import DomainError, Forbidden
 from refunddesk.jobs.worker import Worker
 from refunddesk.orders.schemas import OrderCreate
 from refunddesk.orders.service import create_orders
+from refunddesk.payouts.accounts import set_account
 from refunddesk.payouts.gateways.base import GatewayRegistry
 from refunddesk.payouts.gateways.sandbox import SandboxGateway
 from refunddesk.payouts.service import PayoutHandler
+from refunddesk.payouts.store_credit import build as store_credit_gateway
 from refunddesk.policy import service as policies
 from refunddesk.policy.document import example_text
 from refunddesk.refunds import service as refunds
@@ -181,7 +183,7 @@ def load_demo(
     handler = PayoutHandler(
         db=container.db,
         clock=clock,
-        gateways=GatewayRegistry([sandbox], default="sandbox"),
+        gateways=GatewayRegistry([sandbox, store_credit_gateway(db=container.db, clock=clock)]),
         concurrency=4,
     )
     base = container.worker("demo-loader")
@@ -199,7 +201,7 @@ def load_demo(
                 session, clock=clock, name=cat.name, currency=cat.currency, timezone=cat.timezone
             )
             keys = {"integration": key}
-            for role in (Role.AGENT, Role.SUPERVISOR, Role.CLIENT_VIEWER):
+            for role in (Role.AGENT, Role.SUPERVISOR, Role.FINANCE, Role.CLIENT_VIEWER):
                 keys[str(role)] = create_key(
                     session, clock=clock, role=role, tenant_id=tenant.id, name=f"demo {role}"
                 )
@@ -213,6 +215,20 @@ def load_demo(
                 actor=DEMO_ACTOR,
             )
             policies.activate(session, clock=clock, tenant_id=tenant.id, version=version.version)
+            if cat.currency == "EUR":  # a SEPA account, for bank-transfer fallbacks
+                set_account(
+                    session,
+                    tenant_id=tenant.id,
+                    name="bank",
+                    provider="bank_transfer",
+                    config={
+                        "debtor_name": cat.name,
+                        "debtor_iban": "DE02120300000000202051",
+                        "debtor_bic": "BYLADEM1001",
+                    },
+                    methods=["bank_transfer"],
+                    now=clock.now(),
+                )
             result["tenants"].append({"name": cat.name, "tenant_id": tenant.id, "keys": keys})
             orders = [_order(rng, cat, n, real_now) for n in range(orders_per_tenant)]
             create_orders(session, clock=clock, tenant_id=tenant.id, orders=orders)

@@ -110,8 +110,23 @@ OPERATIONS = (
     "receive_return",
     "inspect_return",
     "mark_return_lost",
+    "receive_gateway_webhook",
+    "list_payouts_needing_attention",
+    "list_refund_payouts",
+    "list_gateway_accounts",
+    "set_gateway_account",
+    "delete_gateway_account",
+    "get_store_credit",
+    "spend_store_credit",
+    "create_payout_choice_link",
 )
-ADMIN_ONLY = {"list_jobs", "rerun_job"}
+ADMIN_ONLY = {
+    "list_jobs",
+    "rerun_job",
+    "list_gateway_accounts",
+    "set_gateway_account",
+    "delete_gateway_account",
+}
 # Uploading and activating policies, and receiving, inspecting or losing returns, are for
 # supervisors (and agents): fuzz them past the 403.
 SUPERVISOR_ONLY = {
@@ -121,6 +136,7 @@ SUPERVISOR_ONLY = {
     "receive_return",
     "inspect_return",
     "mark_return_lost",
+    "create_payout_choice_link",
 }
 
 

@@ -193,6 +193,7 @@ class LosesFirstAnswer:
     def __init__(self, inner: SandboxGateway) -> None:
         self.inner = inner
         self.keys: list[str] = []
+        self.looked_up: list[str] = []
 
     def refund(self, request: PayoutRequest) -> PayoutResult:
         self.keys.append(request.idempotency_key)
@@ -200,6 +201,10 @@ class LosesFirstAnswer:
         if len(self.keys) == 1:
             raise GatewayUnavailable("read timeout after the gateway paid")
         return result
+
+    def lookup(self, request: PayoutRequest, gateway_reference: str | None) -> PayoutResult | None:
+        self.looked_up.append(request.idempotency_key)
+        return self.inner.lookup(request, gateway_reference)
 
 
 @pytest.fixture
@@ -222,8 +227,10 @@ def test_a_payout_whose_answer_was_lost_is_asked_again_with_the_same_key_and_not
     assert refund(container, tenant_id, refund_id).status == "processing"
     assert sandbox.paid_count() == 1
     _drain_until_idle(container, clock)
-    # then the second call used the same key, the gateway answered from its record, paid once
-    assert gateway.keys == [f"rd-{refund_id}-1", f"rd-{refund_id}-1"]
+    # then the desk asked the gateway about the same key before sending again: it had paid,
+    # so nothing was sent a second time
+    assert gateway.keys == [f"rd-{refund_id}-1"]
+    assert gateway.looked_up == [f"rd-{refund_id}-1"]
     assert sandbox.paid_count() == 1
     assert refund(container, tenant_id, refund_id).status == "succeeded"
     [payout] = payouts(container, tenant_id, refund_id)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from refunddesk.bootstrap import Container
+from refunddesk.db.prepared import Driver
 from refunddesk.policy import evaluate
 from refunddesk.policy.document import example_text
 from refunddesk.policy.facts import (
@@ -236,11 +237,10 @@ def test_a_customer_who_returns_often_sends_the_goods_back_first(
         request(container, nw.id, order_id=order, amount_minor=100, reason="price_adjustment")
     order = factory.order(nw.id, customer=customer, **RECENT)
     with container.db.read() as session:
-        history = customer_history(
-            session.connection(), tenant_id=nw.id, email=customer["email"], before=NOW
-        )
+        db = Driver.of(session)
+        history = customer_history(db, tenant_id=nw.id, email=customer["email"], before=NOW)
         latest = customer_history(
-            session.connection(), tenant_id=nw.id, email=customer["email"], before=NOW, newest=2
+            db, tenant_id=nw.id, email=customer["email"], before=NOW, newest=2
         )
     assert len(history.refund_times) == 3
     assert latest.refund_times == history.refund_times[-2:]
@@ -306,7 +306,7 @@ def test_a_stored_refund_replays_to_the_same_decision(
     )
     with container.db.read() as session:
         stored = service.get_refund(session, tenant_id=tenant.id, refund_id=created.id)
-        facts = order_facts(session.connection(), tenant_id=tenant.id, order_id=stored.order_id)
+        facts = order_facts(Driver.of(session), tenant_id=tenant.id, order_id=stored.order_id)
         # the order as it was before this refund took its share
         before = replace(facts, refunded_quantities={}, committed_minor=0)
         replayed = evaluate(

@@ -6,12 +6,17 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from refunddesk.bootstrap import Container
+from refunddesk.bootstrap import Container, bootstrap
 from refunddesk.core.clock import FrozenClock
 from refunddesk.core.errors import NotFound
+from refunddesk.payouts.gateways.base import PayoutOutcome
+from refunddesk.payouts.gateways.sandbox import SandboxGateway
 from refunddesk.refunds import service
 from refunddesk.refunds.orm import Refund
+from refunddesk.refunds.schemas import PayoutFallback
 from refunddesk.tracking.service import Tracking, add_business_days, track
+from tests.conftest import make_settings
+from tests.e2e.test_web_payouts import ARN, ScriptedGateway
 from tests.factories import Factory
 from tests.integration.support import request
 
@@ -198,3 +203,91 @@ def test_a_refund_in_review_expects_review_days_plus_payout_days_from_today(
 )
 def test_business_days_skip_weekends(start: date, days: int, expected: date) -> None:
     assert add_business_days(start, days) == expected
+
+
+def _desk(database_url: str, clock: FrozenClock) -> Container:
+    return bootstrap(
+        make_settings(database_url),
+        clock=clock,
+        gateways=[
+            SandboxGateway(failure_rate=1.0, seed=1),
+            ScriptedGateway("slowpay", PayoutOutcome.PENDING),
+            ScriptedGateway("arnpay", PayoutOutcome.SUCCEEDED, arn=ARN),
+        ],
+    )
+
+
+def test_a_pending_payout_is_expected_by_its_stored_window_not_a_guess_from_today(
+    database_url: str, clock: FrozenClock
+) -> None:
+    desk = _desk(database_url, clock)
+    try:
+        # given a card payout the gateway accepted on Friday 2026-11-20, no answer since
+        created = _refund(
+            desk, Factory(desk), payment={"method": "card", "gateway": "slowpay", "reference": "p"}
+        )
+        desk.worker().drain()
+        clock.advance(timedelta(days=4))  # a guess from today would move to 2026-12-10
+        tracked = _track(desk, created.reference)
+        assert (tracked.status, tracked.method, tracked.arn) == ("processing", "card", None)
+        assert (tracked.expected_from, tracked.expected_by) == (
+            date(2026, 11, 27),
+            date(2026, 12, 4),
+        )
+        assert tracked.expected_text == (
+            "Approved and being paid to your card: expect it by 04 December 2026."
+        )
+    finally:
+        desk.close()
+
+
+def test_a_paid_refund_shows_the_arn_the_customers_bank_can_trace(
+    database_url: str, clock: FrozenClock
+) -> None:
+    desk = _desk(database_url, clock)
+    try:
+        created = _refund(
+            desk, Factory(desk), payment={"method": "card", "gateway": "arnpay", "reference": "p"}
+        )
+        desk.worker().drain()
+        tracked = _track(desk, created.reference)
+        assert (tracked.status, tracked.arn, tracked.expected_by) == (
+            "succeeded",
+            ARN,
+            date(2026, 12, 4),
+        )
+    finally:
+        desk.close()
+
+
+def test_a_store_credit_fallback_for_a_declined_card_is_told_as_store_credit(
+    database_url: str, clock: FrozenClock
+) -> None:
+    desk = _desk(database_url, clock)
+    try:
+        created = _refund(desk, Factory(desk))  # card via the sandbox, which declines
+        desk.worker().drain()
+        failed = _track(desk, created.reference)
+        assert (failed.status, failed.expected_by, failed.arn) == ("failed", None, None)
+        with desk.db.write() as session:
+            service.retry_payout(
+                session,
+                clock=desk.clock,
+                config=desk.intake,
+                tenant_id=created.tenant_id,
+                refund_id=created.id,
+                actor="agent:ada",
+                fallback=PayoutFallback(method="store_credit"),
+            )
+        desk.worker().drain()
+        tracked = _track(desk, created.reference)
+        assert (tracked.status, tracked.method) == ("succeeded", "store_credit")
+        assert tracked.expected_text == "Available now as store credit balance."
+        assert [e.text for e in tracked.timeline][-3:] == [
+            "We could not pay the refund to your original payment method. "
+            "We will contact you about another way.",
+            "We are sending 7.00 EUR to your store credit balance.",
+            "Your refund of 7.00 EUR was paid to your store credit balance.",
+        ]
+    finally:
+        desk.close()

@@ -30,7 +30,7 @@ EXPECTED: dict[str, set[str]] = {
     "approved": {"processing"},
     "processing": {"succeeded", "failed"},
     "failed": {"processing", "canceled"},
-    "succeeded": set(),
+    "succeeded": {"failed"},  # reversed by the gateway
     "rejected": set(),
     "canceled": set(),
 }
@@ -110,8 +110,10 @@ def test_the_final_states_are_succeeded_rejected_and_canceled() -> None:
 
 
 def test_an_illegal_move_explains_which_moves_are_allowed() -> None:
-    with pytest.raises(IllegalTransition, match="allowed from succeeded: none"):
-        check_transition(S.SUCCEEDED, S.FAILED)
+    with pytest.raises(IllegalTransition, match="allowed from rejected: none"):
+        check_transition(S.REJECTED, S.APPROVED)
+    with pytest.raises(IllegalTransition, match="allowed from succeeded: failed"):
+        check_transition(S.SUCCEEDED, S.PROCESSING)
     with pytest.raises(IllegalTransition, match="allowed from approved: canceled, processing"):
         check_transition(S.APPROVED, S.SUCCEEDED)
 

@@ -19,6 +19,8 @@ from refunddesk.api.ops import router as ops_router
 from refunddesk.bootstrap import Container, bootstrap
 from refunddesk.jobs.views import router as jobs_router
 from refunddesk.orders.views import router as orders_router
+from refunddesk.payouts.store_credit_views import router as store_credit_router
+from refunddesk.payouts.views import router as payouts_router
 from refunddesk.policy.views import router as policies_router
 from refunddesk.refunds.views import approvals_router
 from refunddesk.refunds.views import router as refunds_router
@@ -76,6 +78,8 @@ def create_app(container: Container | None = None, *, inline_worker: bool = Fals
         app.include_router(router)
     app.include_router(policies_router)
     app.include_router(returns_router)
+    app.include_router(payouts_router)
+    app.include_router(store_credit_router)
     install_web(app, container)
     register_queue_metrics(container)
     app.add_middleware(RefuseNul)

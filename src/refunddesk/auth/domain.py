@@ -29,6 +29,7 @@ class Permission(StrEnum):
     RETRY_PAYOUTS = "payouts:retry"
     MANAGE_DESK = "desk:manage"  # tenants, keys, jobs
     MANAGE_POLICY = "policies:manage"  # upload and activate policy versions
+    MANAGE_GATEWAYS = "gateways:manage"  # a tenant's gateway accounts and their secrets
 
 
 P = Permission

@@ -74,3 +74,11 @@ class Unauthorized(DomainError):
     code = "unauthorized"
     status = 401
     title = "Unauthorized"
+
+
+class Unavailable(DomainError):
+    """Something this request depends on is down; the caller should try again later."""
+
+    code = "unavailable"
+    status = 503
+    title = "Service unavailable"

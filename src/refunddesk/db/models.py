@@ -4,7 +4,10 @@ from refunddesk.auth import orm as auth_orm
 from refunddesk.db.base import Base
 from refunddesk.jobs import orm as jobs_orm
 from refunddesk.orders import orm as orders_orm
+from refunddesk.payouts import bank as bank_orm
+from refunddesk.payouts import disputes as disputes_orm
 from refunddesk.payouts import orm as payouts_orm
+from refunddesk.payouts import store_credit as store_credit_orm
 from refunddesk.policy import orm as policy_orm
 from refunddesk.refunds import approvals as approvals_orm
 from refunddesk.refunds import orm as refunds_orm
@@ -15,11 +18,14 @@ __all__ = [
     "Base",
     "approvals_orm",
     "auth_orm",
+    "bank_orm",
+    "disputes_orm",
     "jobs_orm",
     "orders_orm",
     "payouts_orm",
     "policy_orm",
     "refunds_orm",
     "returns_orm",
+    "store_credit_orm",
     "tenants_orm",
 ]

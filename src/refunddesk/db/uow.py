@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from refunddesk.db.engine import writer
+from refunddesk.db.prepared import Driver, reading
 
 LOCK_TIMEOUT_SECONDS = 30.0
 MAX_GROUP = 128  # write blocks per shared SQLite transaction, at most
@@ -57,6 +58,10 @@ class Database:
         """A session for queries only; its transaction is rolled back at the end."""
         with self._read() as session:
             yield session
+
+    def reading(self) -> AbstractContextManager[Driver]:
+        """A driver connection for prepared queries only (hot read paths), in one snapshot."""
+        return reading(self.engine)
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -64,6 +64,9 @@ class WorkerConfig:
     lease_seconds: float
     backoff_base_seconds: float
     backoff_max_seconds: float
+    # Batches run at once by run(), each claimed, handled and settled on its own: while one
+    # waits for its gateway calls, the next is claimed and prepared.
+    batches_in_flight: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +186,27 @@ class Worker:
             queue.complete(session, done, worker=self.name)
 
     def run(self, stop: threading.Event) -> None:
-        """Loop until stop is set; back off to poll_seconds when the queue is empty."""
+        """Loop until stop is set, with batches_in_flight batches under way at a time."""
         log.info("worker %s started", self.name)
+        others = [
+            threading.Thread(target=self._loop, args=(stop, False), name=f"worker-batch-{n}")
+            for n in range(1, max(1, self.config.batches_in_flight))
+        ]
+        for thread in others:
+            thread.start()
+        try:
+            self._loop(stop, True)
+        finally:
+            stop.set()  # the other loops end with this one, even if it raised
+            for thread in others:
+                thread.join()
+        log.info("worker %s stopped", self.name)
+
+    def _loop(self, stop: threading.Event, periodic: bool) -> None:
+        """Claim and settle batches until stop is set; back off to poll_seconds when idle."""
         while not stop.is_set():
-            self.run_periodic()
+            if periodic:
+                self.run_periodic()
             try:
                 handled = self.run_once()
             except Exception:  # a database hiccup must not kill the worker
@@ -194,7 +214,6 @@ class Worker:
                 handled = 0
             if handled == 0:
                 stop.wait(self.config.poll_seconds)
-        log.info("worker %s stopped", self.name)
 
     def drain(self, max_rounds: int = 1_000_000) -> int:
         """Run until no job is due (tests, demo loading); return how many jobs ran."""

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from refunddesk.core.clock import as_utc
 from refunddesk.core.errors import NotFound
+from refunddesk.db.prepared import Driver
 from refunddesk.orders.orm import Order
 from refunddesk.policy.document import Policy
 from refunddesk.policy.engine import Evaluation, OrderFacts, PolicyDecision, evaluate
@@ -207,20 +208,20 @@ def backtest(
     for refund, _ in rows:
         by_order[refund.order_id].append(refund)
 
-    conn = session.connection()
+    db = Driver.of(session)
     ledgers: dict[str, OrderFacts] = {}
     total = len(rows)
     for done, (refund, email) in enumerate(rows, start=1):
         facts = ledgers.get(refund.order_id)
         if facts is None:
-            facts = order_facts(conn, tenant_id=tenant_id, order_id=refund.order_id)
+            facts = order_facts(db, tenant_id=tenant_id, order_id=refund.order_id)
             facts = _release(facts, by_order[refund.order_id])
         asked_at = as_utc(refund.created_at)
         evaluation = evaluate(
             policy,
             order=facts,
             request=request_facts_from_refund(refund, refund.lines),
-            history=customer_history(conn, tenant_id=tenant_id, email=email, before=asked_at),
+            history=customer_history(db, tenant_id=tenant_id, email=email, before=asked_at),
             now=asked_at,
             tz=tz,
         )

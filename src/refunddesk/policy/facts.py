@@ -1,6 +1,6 @@
 """Engine inputs from the database: the order, the request and the customer's history.
 
-Statements are built once with bind parameters (the intake hot path runs them per request),
+Statements are prepared once (db/prepared.py: the intake hot path runs them per request),
 and the order's lines, refunded quantities and committed amount come back in one statement.
 """
 
@@ -13,7 +13,6 @@ from typing import Any, Protocol
 from sqlalchemy import (
     BigInteger,
     BindParameter,
-    Connection,
     String,
     and_,
     bindparam,
@@ -27,6 +26,7 @@ from sqlalchemy import (
 
 from refunddesk.core.clock import as_utc
 from refunddesk.core.errors import NotFound
+from refunddesk.db.prepared import Driver, Prepared
 from refunddesk.orders.orm import Order, OrderLine
 from refunddesk.policy.document import Evidence, RefundMethod
 from refunddesk.policy.engine import (
@@ -58,7 +58,7 @@ ORDER_COLUMNS = (
     Order.delivered_at,
     Order.customer_email,
 )
-_ORDER_ROW = select(*ORDER_COLUMNS).where(Order.tenant_id == _T, Order.id == _ORDER)
+_ORDER_ROW = Prepared(select(*ORDER_COLUMNS).where(Order.tenant_id == _T, Order.id == _ORDER))
 
 _BUDGET_HOLDERS = select(Refund.id).where(
     Refund.tenant_id == _T, Refund.order_id == _ORDER, HOLDS_BUDGET
@@ -69,35 +69,37 @@ _BUDGET_HOLDERS = select(Refund.id).where(
 _REFUNDED_SHIPPING = func.coalesce(
     func.sum(func.coalesce(Refund.breakdown["shipping_minor"].as_integer(), 0)), 0
 )
-_LEDGER = union_all(
-    select(
-        literal("L", String).label("kind"),
-        OrderLine.sku.label("sku"),
-        OrderLine.category.label("category"),
-        cast(OrderLine.quantity, BigInteger).label("quantity"),
-        cast(OrderLine.unit_price_minor, BigInteger).label("amount"),
-        cast(OrderLine.line_no, BigInteger).label("extra"),
-    ).where(OrderLine.tenant_id == _T, OrderLine.order_id == _ORDER),
-    select(
-        literal("R", String),
-        RefundLine.sku,
-        literal("", String),
-        cast(func.sum(RefundLine.quantity), BigInteger),
-        literal(0, BigInteger),
-        literal(0, BigInteger),
+_LEDGER = Prepared(
+    union_all(
+        select(
+            literal("L", String).label("kind"),
+            OrderLine.sku.label("sku"),
+            OrderLine.category.label("category"),
+            cast(OrderLine.quantity, BigInteger).label("quantity"),
+            cast(OrderLine.unit_price_minor, BigInteger).label("amount"),
+            cast(OrderLine.line_no, BigInteger).label("extra"),
+        ).where(OrderLine.tenant_id == _T, OrderLine.order_id == _ORDER),
+        select(
+            literal("R", String),
+            RefundLine.sku,
+            literal("", String),
+            cast(func.sum(RefundLine.quantity), BigInteger),
+            literal(0, BigInteger),
+            literal(0, BigInteger),
+        )
+        # IN (refunds of this order), not a join: planners then always start from the order's
+        # refunds (SQLite, without statistics, would otherwise scan the tenant's refund lines).
+        .where(RefundLine.tenant_id == _T, RefundLine.refund_id.in_(_BUDGET_HOLDERS))
+        .group_by(RefundLine.sku),
+        select(
+            literal("C", String),
+            literal("", String),
+            literal("", String),
+            literal(0, BigInteger),
+            cast(func.coalesce(func.sum(Refund.amount_minor), 0), BigInteger),
+            cast(_REFUNDED_SHIPPING, BigInteger),
+        ).where(Refund.tenant_id == _T, Refund.order_id == _ORDER, HOLDS_BUDGET),
     )
-    # IN (refunds of this order), not a join: planners then always start from the order's
-    # refunds (SQLite, without statistics, would otherwise scan the tenant's refund lines).
-    .where(RefundLine.tenant_id == _T, RefundLine.refund_id.in_(_BUDGET_HOLDERS))
-    .group_by(RefundLine.sku),
-    select(
-        literal("C", String),
-        literal("", String),
-        literal("", String),
-        literal(0, BigInteger),
-        cast(func.coalesce(func.sum(Refund.amount_minor), 0), BigInteger),
-        cast(_REFUNDED_SHIPPING, BigInteger),
-    ).where(Refund.tenant_id == _T, Refund.order_id == _ORDER, HOLDS_BUDGET),
 )
 
 # From the customer's orders (ix_orders_tenant_customer_email) to their refunds
@@ -108,18 +110,20 @@ _CUSTOMER_ORDERS = select(Order.id).where(
 )
 # The times come back untyped and are parsed here: SQLAlchemy's SQLite DateTime processing
 # costs several times more per row (a frequent customer has many rows).
-_HISTORY = select(type_coerce(Refund.created_at, String)).where(
-    Refund.tenant_id == _T, Refund.order_id.in_(_CUSTOMER_ORDERS), _COUNTS_AS_HISTORY
+_HISTORY = Prepared(
+    select(type_coerce(Refund.created_at, String).label("created_at")).where(
+        Refund.tenant_id == _T, Refund.order_id.in_(_CUSTOMER_ORDERS), _COUNTS_AS_HISTORY
+    )
 )
 
 
-def order_facts_from_row(conn: Connection, *, tenant_id: str, order: Any) -> OrderFacts:
+def order_facts_from_row(db: Driver, *, tenant_id: str, order: Any) -> OrderFacts:
     """Facts for an order row already read (with ORDER_COLUMNS): one more statement."""
     lines: list[tuple[int, OrderLineFacts]] = []
     refunded: dict[str, int] = {}
     committed = refunded_shipping = 0
     params = {"tenant_id": tenant_id, "order_id": order.id}
-    for kind, sku, category, quantity, amount, extra in conn.execute(_LEDGER, params):
+    for kind, sku, category, quantity, amount, extra in db.all(_LEDGER, params):
         if kind == "L":
             lines.append((int(extra), OrderLineFacts(sku, category, int(quantity), int(amount))))
         elif kind == "R":
@@ -140,16 +144,16 @@ def order_facts_from_row(conn: Connection, *, tenant_id: str, order: Any) -> Ord
     )
 
 
-def order_facts(conn: Connection, *, tenant_id: str, order_id: str) -> OrderFacts:
+def order_facts(db: Driver, *, tenant_id: str, order_id: str) -> OrderFacts:
     """The order (by its internal id) as paid, and what refunds holding budget took from it."""
-    row = conn.execute(_ORDER_ROW, {"tenant_id": tenant_id, "order_id": order_id}).first()
+    row = db.first(_ORDER_ROW, {"tenant_id": tenant_id, "order_id": order_id})
     if row is None:
         raise NotFound(f"no order {order_id}")
-    return order_facts_from_row(conn, tenant_id=tenant_id, order=row)
+    return order_facts_from_row(db, tenant_id=tenant_id, order=row)
 
 
 def customer_history(
-    conn: Connection,
+    db: Driver,
     *,
     tenant_id: str,
     email: str,
@@ -163,7 +167,7 @@ def customer_history(
     `newest` refunds, and a frequent customer then costs no more than a rare one.
     """
     since = before - timedelta(days=days)
-    stored = conn.execute(_HISTORY, {"tenant_id": tenant_id, "email": email}).scalars().all()
+    stored = [row[0] for row in db.all(_HISTORY, {"tenant_id": tenant_id, "email": email})]
     times: list[datetime] = []
     # Newest first: values of one dialect (ISO text, or datetimes) sort in time order.
     for raw in sorted(stored, reverse=True):

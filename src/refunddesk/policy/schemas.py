@@ -18,7 +18,7 @@ class PolicyCreate(StrictModel):
     # Whitespace is kept: stripping leading lines would shift the line numbers in errors.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    source: Annotated[str, Field(max_length=200_000, description="the YAML or TOML text")]
+    source: Annotated[str, Field(max_length=100_000, description="the YAML or TOML text")]
     format: Literal["yaml", "toml"] = "yaml"
     note: Annotated[str, Field(max_length=MAX_NOTE)] = ""
 

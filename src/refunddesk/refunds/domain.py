@@ -39,7 +39,8 @@ _MOVES: dict[RefundStatus, frozenset[RefundStatus]] = {
     S.APPROVED: frozenset({S.PROCESSING}),
     S.PROCESSING: frozenset({S.SUCCEEDED, S.FAILED}),
     S.FAILED: frozenset({S.PROCESSING, S.CANCELED}),
-    S.SUCCEEDED: frozenset(),
+    # Only the gateway moves a paid refund: it reversed the payout, so the money is back.
+    S.SUCCEEDED: frozenset({S.FAILED}),
     S.REJECTED: frozenset(),
     S.CANCELED: frozenset(),
 }
@@ -49,7 +50,8 @@ TRANSITIONS: Mapping[RefundStatus, frozenset[RefundStatus]] = {
     for state, targets in _MOVES.items()
 }
 
-TERMINAL: frozenset[RefundStatus] = frozenset(s for s, t in TRANSITIONS.items() if not t)
+# Done as far as the desk is concerned; a gateway may still reverse a succeeded payout.
+TERMINAL: frozenset[RefundStatus] = frozenset({S.SUCCEEDED, S.REJECTED, S.CANCELED})
 # Refunds in these states no longer hold any of the order's refund budget.
 RELEASES_BUDGET: frozenset[RefundStatus] = frozenset({S.REJECTED, S.CANCELED, S.FAILED})
 OPEN: frozenset[RefundStatus] = frozenset(TRANSITIONS) - TERMINAL
@@ -92,6 +94,11 @@ class EventType(StrEnum):
     PAYOUT_SENT = "payout.sent"
     PAYOUT_SUCCEEDED = "payout.succeeded"
     PAYOUT_FAILED = "payout.failed"
+    PAYOUT_PENDING = "payout.pending"
+    PAYOUT_REVERSED = "payout.reversed"
+    PAYOUT_FALLBACK = "payout.fallback_chosen"
+    PAYOUT_ATTENTION = "payout.needs_attention"
+    PAYOUT_HELD = "payout.held"  # the payment is disputed: paying now could pay twice
     NOTE = "refund.note"
     APPROVAL_RECORDED = "refund.approval_recorded"
 

@@ -66,6 +66,9 @@ class Refund(Base):
     requested_minor: Mapped[int | None] = mapped_column(BigInteger)
     evidence: Mapped[list[str] | None] = mapped_column(JSON)
     requested_method: Mapped[str | None] = mapped_column(String(32))
+    # An agent's (or the customer's) fallback after a failed payout: method, gateway and,
+    # for a bank transfer, the account. Replaces the original payment for later attempts.
+    payout_override: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     event_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
+from stdnum import bic, iban
+from stdnum.exceptions import ValidationError
 
 from refunddesk.core.schemas import CurrencyCode, PositiveMinor, StrictModel
 from refunddesk.policy.document import Evidence, RefundMethod
@@ -58,6 +60,51 @@ class RejectBody(StrictModel):
 
 class NoteBody(StrictModel):
     note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class BankAccountIn(StrictModel):
+    iban: Annotated[str, Field(min_length=15, max_length=42)]
+    holder: Annotated[str, Field(min_length=1, max_length=70)]
+    bic: Annotated[str, Field(min_length=8, max_length=11)] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        try:
+            self.iban = iban.validate(self.iban)
+        except ValidationError as exc:
+            raise ValueError(f"iban: not a valid IBAN ({exc})") from exc
+        if self.bic is not None:
+            try:
+                self.bic = bic.validate(self.bic)
+            except ValidationError as exc:
+                raise ValueError(f"bic: not a valid BIC ({exc})") from exc
+        return self
+
+
+class PayoutFallback(StrictModel):
+    """How to pay a failed refund instead: the original way again, a bank transfer, or
+    store credit."""
+
+    method: Literal["original", "bank_transfer", "store_credit"] = "original"
+    bank_account: BankAccountIn | None = None
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _bank_needs_account(self) -> Self:
+        if self.method == "bank_transfer" and self.bank_account is None:
+            raise ValueError("bank_account: a bank transfer needs the customer's bank account")
+        if self.method != "bank_transfer" and self.bank_account is not None:
+            raise ValueError("bank_account: only a bank transfer takes a bank account")
+        return self
+
+    def override(self) -> dict[str, Any] | None:
+        """What the payout job reads from the refund (None: the original payment again)."""
+        if self.method == "original":
+            return None
+        out: dict[str, Any] = {"method": self.method}
+        if self.bank_account is not None:
+            out["bank_account"] = self.bank_account.model_dump(exclude_none=True)
+        return out
 
 
 class RefundLinePublic(BaseModel):

@@ -31,6 +31,7 @@ from refunddesk.core.errors import (
 from refunddesk.core.ids import new_id, new_reference
 from refunddesk.core.money import Money
 from refunddesk.db.base import table_of
+from refunddesk.db.prepared import Driver, Prepared
 from refunddesk.jobs.queue import enqueue
 from refunddesk.orders.orm import Order
 from refunddesk.orders.service import committed_minor, find_order
@@ -62,6 +63,7 @@ from refunddesk.refunds.schemas import (
     ApprovalPublic,
     ApprovalQueuePage,
     FindingPublic,
+    PayoutFallback,
     RefundCreate,
     RefundEventPublic,
     RefundLinePublic,
@@ -123,10 +125,11 @@ def _replay(
     return get_refund(session, tenant_id=tenant_id, refund_id=refund_id), False
 
 
-# Intake is the hottest path: its statements are built once, with bind parameters, so each
-# request only binds values and runs SQL the engine has compiled before.
+# Intake is the hottest path: its statements are prepared once (db/prepared.py), so each
+# request only binds values and runs SQL the driver has seen before.
 _T: BindParameter[str] = bindparam("tenant_id")
 _ORDER: BindParameter[str] = bindparam("order_id")
+_KEY: BindParameter[str | None] = bindparam("key")
 # The order with its tenant's active policy version and time zone: one statement. Only the
 # order row is locked; activating a policy locks the tenant row.
 _ORDER_FOR_INTAKE = (
@@ -134,15 +137,33 @@ _ORDER_FOR_INTAKE = (
     .join(Tenant, Tenant.id == Order.tenant_id)
     .where(Order.tenant_id == _T, Order.external_id == bindparam("external_id"))
 )
-_ORDER_FOR_INTAKE_LOCKED = _ORDER_FOR_INTAKE.with_for_update(of=table_of(Order))
-_REFUND_BY_KEY = select(Refund.id, Refund.request_hash).where(
-    Refund.tenant_id == _T, Refund.idempotency_key == bindparam("key")
+_PREVIEW_ORDER = Prepared(_ORDER_FOR_INTAKE)
+# For intake, the same with the refund already made with this Idempotency-Key, if any: the
+# replay check costs no statement of its own.
+_REPLAY = table_of(Refund).alias("replay")
+_INTAKE_ORDER = Prepared(
+    _ORDER_FOR_INTAKE.add_columns(
+        _REPLAY.c.id.label("replay_id"), _REPLAY.c.request_hash.label("replay_hash")
+    )
+    .outerjoin(
+        _REPLAY,
+        (_REPLAY.c.tenant_id == Order.tenant_id) & (_REPLAY.c.idempotency_key == _KEY),
+    )
+    .with_for_update(of=table_of(Order))
 )
-_INSERT_REFUND = insert(table_of(Refund))
-_INSERT_LINE = insert(table_of(RefundLine))
-_INSERT_EVENT = insert(table_of(RefundEvent))
+# The replay check alone, for a request whose order does not exist (any more).
+_REFUND_BY_KEY = Prepared(
+    select(Refund.id.label("replay_id"), Refund.request_hash.label("replay_hash")).where(
+        Refund.tenant_id == _T, Refund.idempotency_key == _KEY
+    )
+)
 _REFUND_COLUMNS = [c.key for c in table_of(Refund).columns]
 _LINE_COLUMNS = [c.key for c in table_of(RefundLine).columns]
+_INSERT_REFUND = Prepared(insert(table_of(Refund)), keys=_REFUND_COLUMNS)
+_INSERT_LINE = Prepared(insert(table_of(RefundLine)), keys=_LINE_COLUMNS)
+_INSERT_EVENT = Prepared(
+    insert(table_of(RefundEvent)), keys=[c.key for c in table_of(RefundEvent).columns]
+)
 
 
 def _row(obj: object, columns: list[str]) -> dict[str, Any]:
@@ -201,6 +222,7 @@ def _needs_history(policy: Policy) -> tuple[int, int]:
 
 def _assess(
     session: Session,
+    db: Driver,
     order: Any,
     *,
     tenant_id: str,
@@ -215,8 +237,7 @@ def _assess(
         raise CurrencyMismatch(
             f"the order is in {order.currency}, the refund in {data.currency}", field="currency"
         )
-    conn = session.connection()
-    facts = order_facts_from_row(conn, tenant_id=tenant_id, order=order)
+    facts = order_facts_from_row(db, tenant_id=tenant_id, order=order)
     _check_request(facts, data.order_id, data)
     version = order.active_policy_version or DEFAULT_VERSION
     policy = cache.parsed(session, tenant_id, version)
@@ -225,7 +246,7 @@ def _assess(
     days, newest = _needs_history(policy) if data.lines else (0, 0)
     history = (
         customer_history(
-            conn,
+            db,
             tenant_id=tenant_id,
             email=order.customer_email,
             before=now,
@@ -270,12 +291,11 @@ def preview_refund(
     cache: PolicyCache = CACHE,
 ) -> RefundPreview:
     """What creating this refund would decide now; reads only, stores nothing."""
-    order = (
-        session.connection()
-        .execute(_ORDER_FOR_INTAKE, {"tenant_id": tenant_id, "external_id": data.order_id})
-        .first()
+    db = Driver.of(session)
+    order = db.first(_PREVIEW_ORDER, {"tenant_id": tenant_id, "external_id": data.order_id})
+    assessed = _assess(
+        session, db, order, tenant_id=tenant_id, data=data, now=clock.now(), cache=cache
     )
-    assessed = _assess(session, order, tenant_id=tenant_id, data=data, now=clock.now(), cache=cache)
     ev = assessed.evaluation
     return RefundPreview(
         decision=str(ev.decision),
@@ -311,18 +331,16 @@ def request_refund(
     on one order can never together exceed what was paid.
     """
     digest = request_hash(data)
-    conn = session.connection()  # Core statements: no ORM loading on the hot path
-    order = conn.execute(
-        _ORDER_FOR_INTAKE_LOCKED, {"tenant_id": tenant_id, "external_id": data.order_id}
-    ).first()
-    if idempotency_key is not None:
-        seen = conn.execute(
-            _REFUND_BY_KEY, {"tenant_id": tenant_id, "key": idempotency_key}
-        ).first()
-        if seen is not None:
-            return _replay(session, tenant_id, seen.id, seen.request_hash, digest)
+    db = Driver.of(session)  # prepared statements: no ORM loading on the hot path
+    params = {"tenant_id": tenant_id, "external_id": data.order_id, "key": idempotency_key}
+    order = db.first(_INTAKE_ORDER, params)
+    seen = order  # the order's row carries the refund made with this key, if any
+    if order is None and idempotency_key is not None:
+        seen = db.first(_REFUND_BY_KEY, params)  # no order: a replay is still a replay
+    if seen is not None and seen.replay_id is not None:
+        return _replay(session, tenant_id, seen.replay_id, seen.replay_hash, digest)
     now = clock.now()
-    assessed = _assess(session, order, tenant_id=tenant_id, data=data, now=now, cache=cache)
+    assessed = _assess(session, db, order, tenant_id=tenant_id, data=data, now=now, cache=cache)
     ev = assessed.evaluation
     refund_id = new_id()
     priced = {p.sku: p for p in ev.breakdown.lines}
@@ -412,10 +430,9 @@ def request_refund(
         )
     # The aggregate decided; persist it with bulk INSERTs rather than a unit-of-work flush.
     # After the return is authorized: that records an event, so the refund's event count grows.
-    conn.execute(_INSERT_REFUND, [_row(refund, _REFUND_COLUMNS)])
-    if lines:
-        conn.execute(_INSERT_LINE, [_row(li, _LINE_COLUMNS) for li in lines])
-    conn.execute(_INSERT_EVENT, [e.as_row() for e in refund.pending_events])
+    db.execute(_INSERT_REFUND, _row(refund, _REFUND_COLUMNS))
+    db.execute_many(_INSERT_LINE, [_row(li, _LINE_COLUMNS) for li in lines])
+    db.execute_many(_INSERT_EVENT, [e.as_row() for e in refund.pending_events])
     refund.pending_events.clear()
     if status is RefundStatus.APPROVED:
         _enqueue_payout(session, refund, now, config)
@@ -578,8 +595,12 @@ def retry_payout(
     tenant_id: str,
     refund_id: str,
     actor: str,
+    fallback: PayoutFallback | None = None,
 ) -> Refund:
-    """Send a failed refund's payout again; its budget is checked anew since failing freed it."""
+    """Send a failed refund's payout again, the same way or by a fallback method.
+
+    Its budget is checked anew since failing freed it.
+    """
     refund = load_for_update(session, tenant_id=tenant_id, refund_id=refund_id)
     if refund.state is not RefundStatus.FAILED:
         # approved -> processing is legal for the worker, but a retry of a refund that has not
@@ -601,6 +622,14 @@ def retry_payout(
         committed_minor=committed_minor(session, tenant_id=tenant_id, order_id=order.id),
     )
     now = clock.now()
+    if fallback is not None:
+        refund.payout_override = fallback.override()
+        refund.record(
+            EventType.PAYOUT_FALLBACK,
+            actor=actor,
+            at=now,
+            data={"method": fallback.method, "note": fallback.note},
+        )
     refund.transition(RefundStatus.PROCESSING, actor=actor, at=now, data={"retry": True})
     _enqueue_payout(session, refund, now, config)
     return refund
@@ -700,12 +729,12 @@ def external_ids(session: Session, tenant_id: str, order_ids: set[str]) -> dict[
     return {oid: ext for oid, ext in rows}
 
 
-_READ_REFUND = (
+_READ_REFUND = Prepared(
     select(table_of(Refund), Order.external_id)
     .join(Order, (Order.tenant_id == Refund.tenant_id) & (Order.id == Refund.order_id))
     .where(Refund.tenant_id == _T, Refund.id == bindparam("refund_id"))
 )
-_READ_LINES = (
+_READ_LINES = Prepared(
     select(
         RefundLine.sku,
         RefundLine.quantity,
@@ -716,26 +745,26 @@ _READ_LINES = (
     .where(RefundLine.tenant_id == _T, RefundLine.refund_id == bindparam("refund_id"))
     .order_by(RefundLine.line_no)
 )
+_READ_APPROVERS = Prepared(_APPROVERS)
 
 
-def read_refund(session: Session, *, tenant_id: str, refund_id: str) -> RefundPublic:
+def read_refund(db: Driver, *, tenant_id: str, refund_id: str) -> RefundPublic:
     """A refund as the API shows it, in two indexed queries and no ORM objects (hot path)."""
-    conn = session.connection()
     params = {"tenant_id": tenant_id, "refund_id": refund_id}
-    row = conn.execute(_READ_REFUND, params).mappings().first()
+    row = db.first(_READ_REFUND, params)
     if row is None:
         raise NotFound(f"no refund {refund_id}")
-    lines = [_line_public(li) for li in conn.execute(_READ_LINES, params)]
+    lines = [_line_public(li) for li in db.all(_READ_LINES, params)]
     # Approval rows exist only on refunds that needed one (approve() sees to that).
     approvals = (
         [
             ApprovalPublic(actor=a.actor, role=a.role, at=as_utc(a.at))
-            for a in conn.execute(_APPROVERS, params)
+            for a in db.all(_READ_APPROVERS, params)
         ]
-        if row["approvals_required"]
+        if row.approvals_required
         else []
     )
-    return _public(row, row["external_id"], lines, approvals)
+    return _public(row._asdict(), row.external_id, lines, approvals)
 
 
 def public(session: Session, refund: Refund) -> RefundPublic:

@@ -18,6 +18,7 @@ from refunddesk.refunds.domain import RefundStatus
 from refunddesk.refunds.schemas import (
     ApprovalQueuePage,
     NoteBody,
+    PayoutFallback,
     RefundCreate,
     RefundEventPublic,
     RefundPage,
@@ -139,8 +140,8 @@ async def get_refund(
 
 
 def _read(container: Container, tenant_id: str, refund_id: str) -> RefundPublic:
-    with container.db.read() as session:
-        return service.read_refund(session, tenant_id=tenant_id, refund_id=refund_id)
+    with container.db.reading() as db:
+        return service.read_refund(db, tenant_id=tenant_id, refund_id=refund_id)
 
 
 @router.get("/{refund_id}/events", operation_id="list_refund_events")
@@ -212,8 +213,13 @@ def cancel(
 
 
 @router.post("/{refund_id}/retry", operation_id="retry_refund_payout")
-def retry(refund_id: RefundId, principal: PrincipalDep, container: ContainerDep) -> RefundPublic:
-    """Send a failed refund's payout again."""
+def retry(
+    refund_id: RefundId,
+    principal: PrincipalDep,
+    container: ContainerDep,
+    body: PayoutFallback | None = None,
+) -> RefundPublic:
+    """Send a failed refund's payout again: the original way, or by a fallback method."""
     principal.require(Permission.RETRY_PAYOUTS)
     with container.db.write() as session:
         refund = service.retry_payout(
@@ -223,6 +229,7 @@ def retry(refund_id: RefundId, principal: PrincipalDep, container: ContainerDep)
             tenant_id=principal.require_tenant(),
             refund_id=refund_id,
             actor=principal.actor,
+            fallback=body,
         )
         return service.public(session, refund)
 

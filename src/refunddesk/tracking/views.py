@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from refunddesk.api.deps import ContainerDep, ReadSession
 from refunddesk.tracking.service import track
@@ -29,7 +29,14 @@ class TrackingPublic(BaseModel):
     amount_minor: int
     currency: str
     expected_by: date | None
+    expected_from: date | None = Field(
+        description="the first day of the gateway's arrival window, once it has one"
+    )
     expected_text: str
+    method: str = Field(description="how the refund is paid: card, wallet, bank_transfer, ...")
+    arn: str | None = Field(
+        description="acquirer reference number: the customer's bank can trace the refund by it"
+    )
     timeline: list[TimelineEntryPublic]
 
 
@@ -51,7 +58,10 @@ def track_refund(
         amount_minor=view.amount_minor,
         currency=view.currency,
         expected_by=view.expected_by,
+        expected_from=view.expected_from,
         expected_text=view.expected_text,
+        method=view.method,
+        arn=view.arn,
         timeline=[
             TimelineEntryPublic(at=e.at, status=e.status, text=e.text) for e in view.timeline
         ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -25,10 +27,14 @@ from refunddesk.core.errors import Conflict, DomainError, NotFound, Unauthorized
 from refunddesk.core.money import Money
 from refunddesk.jobs import queue
 from refunddesk.orders.orm import Order
+from refunddesk.payouts import consent
+from refunddesk.payouts.queries import PayoutPublic, needing_attention, payouts_of_refund
 from refunddesk.policy import service as policies
+from refunddesk.refunds import service as refunds
 from refunddesk.refunds.approvals import Approval
 from refunddesk.refunds.domain import OPEN, RefundStatus
 from refunddesk.refunds.orm import Refund, RefundEvent
+from refunddesk.refunds.schemas import PayoutFallback
 from refunddesk.reporting import service as reporting
 from refunddesk.tenants.orm import Tenant
 from refunddesk.tracking.service import STATUS_LABELS, Tracking, track
@@ -39,6 +45,18 @@ HERE = Path(__file__).parent
 MAX_REFERENCE = 32
 MAX_EMAIL = 320
 MAX_KEY = 200
+MAX_BANK_FIELD = 100
+# The retry form's choices: "same" repeats the last attempt's way (a fallback chosen before
+# included); the others choose a fallback, "original" being the order's own payment method.
+RETRY_METHODS = {
+    "same": "the same way",
+    "original": "to the original payment method",
+    "store_credit": "as store credit",
+    "bank_transfer": "by bank transfer",
+}
+BANK_FIELDS = {"iban": "IBAN", "holder": "Account holder", "bic": "BIC"}
+# What a customer may pick through a signed link: never the payment that just failed.
+CUSTOMER_METHODS = frozenset({"store_credit", "bank_transfer"})
 HEADLINE_TTL_SECONDS = 5.0
 NOT_FOUND_TEXT = (
     "No refund matches this reference and email. Check both against your confirmation "
@@ -76,6 +94,21 @@ def _event_words(event_type: str) -> str:
     return event_type.replace(".", " ").replace("_", " ")
 
 
+def _day(value: date | None, *, long: bool = False) -> str:
+    return "" if value is None else format(value, "%d %B %Y" if long else "%d %b %Y")
+
+
+def _code_spans(text: str | None) -> Markup:
+    """Text with its `backticked` parts (commands, mostly) set as code, the rest escaped."""
+    parts = (text or "").split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
+        return escape(text or "")
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if i % 2 else escape(part)
+        for i, part in enumerate(parts)
+    )
+
+
 def _money(minor: int, currency: str) -> str:
     try:
         return Money(minor, currency).format()
@@ -87,6 +120,9 @@ templates.env.filters["when"] = _when
 templates.env.filters["age"] = _age
 templates.env.filters["status_words"] = _status_words
 templates.env.filters["event_words"] = _event_words
+templates.env.filters["day"] = _day
+templates.env.filters["money"] = _money
+templates.env.filters["code_spans"] = _code_spans
 templates.env.globals["STATUS_LABELS"] = STATUS_LABELS
 templates.env.globals["STATUS_ORDER"] = [str(s) for s in reporting.STATUS_ORDER]
 
@@ -134,7 +170,14 @@ def _plausible_id(value: str) -> bool:
     return 0 < len(value) <= 64 and value.isascii() and value.isalnum()
 
 
-def refund_context(session: Session, tenant_id: str, refund_id: str) -> dict[str, Any] | None:
+def refund_context(
+    session: Session,
+    tenant_id: str,
+    refund_id: str,
+    *,
+    now: datetime,
+    stuck_after: timedelta,
+) -> dict[str, Any] | None:
     """Everything the desk's refund page shows, or None when there is no such refund."""
     refund = session.scalars(
         select(Refund).where(Refund.tenant_id == tenant_id, Refund.id == refund_id)
@@ -194,6 +237,13 @@ def refund_context(session: Session, tenant_id: str, refund_id: str) -> dict[str
             for a in approvals
         ],
         "events": events,
+        "payouts": payouts_of_refund(
+            session,
+            tenant_id=tenant_id,
+            refund_id=refund_id,
+            now=now,
+            stuck_after=stuck_after,
+        ),
     }
 
 
@@ -216,8 +266,53 @@ def _breakdown(data: dict[str, Any] | None, currency: str) -> list[tuple[str, st
     ]
 
 
+def fallback_from_form(form: FormData) -> PayoutFallback | str | None:
+    """The retry form as a fallback (None: the same way again), or the message to show."""
+    method = _field(form, "method")
+    if method not in RETRY_METHODS:
+        return "Choose how to pay it: the same way again, store credit or a bank transfer."
+    if method == "same":
+        return None
+    bank: dict[str, str | None] | None = None
+    if method == "bank_transfer":
+        values: dict[str, str] = {}
+        for name, label in BANK_FIELDS.items():
+            value = _clean(_field(form, name), MAX_BANK_FIELD)
+            if value is None:
+                return f"{label}: too long, or holds characters that cannot be typed."
+            values[name] = value
+        missing = [BANK_FIELDS[name] for name in ("iban", "holder") if not values[name]]
+        if missing:
+            return f"A bank transfer needs the customer's {' and '.join(missing)}."
+        bank = {"iban": values["iban"], "holder": values["holder"], "bic": values["bic"] or None}
+    try:
+        return PayoutFallback.model_validate({"method": method, "bank_account": bank})
+    except ValidationError as exc:
+        return _validation_words(exc)
+
+
+def _validation_words(exc: ValidationError) -> str:
+    """The first problem pydantic found, in the words of the form's labels."""
+    error = exc.errors()[0]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    field = str(error["loc"][-1]) if error["loc"] else ""
+    for name, label in BANK_FIELDS.items():
+        if message.startswith(f"{name}: "):
+            return f"{label}: {message.removeprefix(name + ': ')}"
+    if field in BANK_FIELDS:
+        return f"{BANK_FIELDS[field]}: {message[:1].lower()}{message[1:]}"
+    return message
+
+
+def attention_summary(items: list[PayoutPublic]) -> dict[str, int]:
+    """How many payouts need a person: failed (or reversed) and stuck without an answer."""
+    stuck = sum(1 for i in items if i.stuck)
+    return {"total": len(items), "stuck": stuck, "failed": len(items) - stuck}
+
+
 def make_router(container: Container) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    stuck_after = timedelta(seconds=container.settings.payout_stuck_after_seconds)
 
     # ----- home -------------------------------------------------------------------------
 
@@ -376,6 +471,7 @@ def make_router(container: Container) -> APIRouter:
             events = reporting.latest_events(session, limit=25)
             stats = queue.stats(session)
             dead = queue.list_jobs(session, status=queue.DEAD, limit=25)
+            attention = needing_attention(session, tenant_id=None, now=now, stuck_after=stuck_after)
         totals = {str(s): sum(t.counts[str(s)] for t in by_tenant) for s in reporting.STATUS_ORDER}
         return _render(
             request,
@@ -394,6 +490,7 @@ def make_router(container: Container) -> APIRouter:
                 if stats.oldest_queued_at is None
                 else now - stats.oldest_queued_at,
                 "dead_jobs": dead,
+                "attention": attention_summary(attention),
             },
         )
 
@@ -436,10 +533,165 @@ def make_router(container: Container) -> APIRouter:
         if not (_plausible_id(tenant_id) and _plausible_id(refund_id)):
             return missing(request, "refund")
         with container.db.read() as session:
-            context = refund_context(session, tenant_id, refund_id)
+            context = refund_context(
+                session,
+                tenant_id,
+                refund_id,
+                now=container.clock.now(),
+                stuck_after=stuck_after,
+            )
         if context is None:
             return missing(request, "refund")
         return _render(request, "refund.html", context)
+
+    # ----- payouts that need a person ---------------------------------------------------
+
+    @router.get("/desk/payouts", response_class=HTMLResponse)
+    def payouts_page(request: Request) -> Response:
+        if admin_key_prefix(request) is None:
+            return signed_out(request)
+        now = container.clock.now()
+        with container.db.read() as session:
+            items = needing_attention(session, tenant_id=None, now=now, stuck_after=stuck_after)
+            ids = {i.tenant_id for i in items}
+            names = {
+                row.id: row.name
+                for row in session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(ids)))
+            }
+        newest_first = sorted(items, key=lambda i: i.updated_at, reverse=True)
+        return _render(
+            request,
+            "payouts.html",
+            {
+                "title": "Payouts that need a person",
+                "flash": security.pop_flash(request),
+                "summary": attention_summary(items),
+                "rows": [
+                    {
+                        "payout": i,
+                        "retailer": names.get(i.tenant_id, i.tenant_id),
+                        "age": now - i.updated_at,
+                        "can_retry": i.refund_status == str(RefundStatus.FAILED),
+                    }
+                    for i in newest_first
+                ],
+            },
+        )
+
+    def retry(
+        tenant_id: str, refund_id: str, fallback: PayoutFallback | None, actor: str
+    ) -> tuple[str, str]:
+        try:
+            with container.db.write() as session:  # rolled back on a refusal
+                refund = refunds.retry_payout(
+                    session,
+                    clock=container.clock,
+                    config=container.intake,
+                    tenant_id=tenant_id,
+                    refund_id=refund_id,
+                    actor=actor,
+                    fallback=fallback,
+                )
+                reference = refund.reference
+        except DomainError as exc:
+            return exc.detail, "error"
+        how = RETRY_METHODS["same" if fallback is None else fallback.method]
+        return f"Refund {reference} is being paid again {how}.", "ok"
+
+    @router.post("/desk/payouts/{tenant_id}/{refund_id}/retry")
+    async def retry_payout(request: Request, tenant_id: str, refund_id: str) -> Response:
+        form = await request.form()
+        if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
+            return _forbidden(request)
+        prefix = await run_in_threadpool(admin_key_prefix, request)
+        if prefix is None:
+            security.sign_out(request)
+            return _redirect("/desk/login")
+        fallback = fallback_from_form(form)
+        if not (_plausible_id(tenant_id) and _plausible_id(refund_id)):
+            security.flash(request, "There is no such refund.", "error")
+        elif isinstance(fallback, str):
+            security.flash(request, fallback, "error")
+        else:
+            message, kind = await run_in_threadpool(
+                retry, tenant_id, refund_id, fallback, f"desk:{prefix}"
+            )
+            security.flash(request, message, kind)
+        return _redirect("/desk/payouts")
+
+    # ----- the customer's choice after a failed payout (signed link) ---------------------
+
+    def choice_context(token: str) -> dict[str, Any] | None:
+        try:
+            tenant_id, refund_id = consent.read_token(container.secret_key, token)
+        except NotFound:
+            return None
+        with container.db.read() as session:
+            row = session.execute(
+                select(Refund, Tenant.name)
+                .join(Tenant, Tenant.id == Refund.tenant_id)
+                .where(Refund.tenant_id == tenant_id, Refund.id == refund_id)
+            ).first()
+        if row is None:
+            return None
+        refund, retailer = row
+        return {
+            "title": f"{retailer}: how should we pay your refund?",
+            "retailer": retailer,
+            "reference": refund.reference,
+            "amount": _money(refund.amount_minor, refund.currency),
+            "status": refund.status,
+            "can_choose": refund.state is RefundStatus.FAILED,
+            "token": token,
+            "tenant_id": tenant_id,
+            "refund_id": refund_id,
+        }
+
+    def choice_page(request: Request, token: str, **extra: Any) -> Response:
+        context = choice_context(token)
+        if context is None:
+            return _render(
+                request,
+                "refund_choice.html",
+                {"title": "Link not valid", "invalid": True},
+                status=404,
+            )
+        return _render(request, "refund_choice.html", context | extra)
+
+    @router.get("/refund-choice/{token}", response_class=HTMLResponse)
+    def refund_choice(request: Request, token: str) -> Response:
+        return choice_page(request, token[:500])
+
+    @router.post("/refund-choice/{token}", response_class=HTMLResponse)
+    async def refund_choice_submit(request: Request, token: str) -> Response:
+        form = await request.form()
+        if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
+            return _forbidden(request)
+        token = token[:500]
+        context = await run_in_threadpool(choice_context, token)
+        if context is None:
+            return await run_in_threadpool(choice_page, request, token)
+        if _field(form, "method") not in CUSTOMER_METHODS:
+            return await run_in_threadpool(
+                choice_page, request, token, error="Choose store credit or a bank transfer."
+            )
+        fallback = fallback_from_form(form)
+        if not isinstance(fallback, PayoutFallback):
+            return await run_in_threadpool(
+                choice_page, request, token, error=fallback or "Choose how to be paid."
+            )
+        message, kind = await run_in_threadpool(
+            retry,
+            context["tenant_id"],
+            context["refund_id"],
+            fallback,
+            f"customer:{context['reference']}",
+        )
+        if kind == "error":
+            return await run_in_threadpool(choice_page, request, token, error=message)
+        return await run_in_threadpool(
+            choice_page, request, token, done=RETRY_METHODS[fallback.method]
+        )
 
     def rerun(job_id: int) -> tuple[str, str]:
         with container.db.write() as session:

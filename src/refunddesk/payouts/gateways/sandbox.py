@@ -10,10 +10,15 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
 
 from refunddesk.core.ids import new_id
 from refunddesk.payouts.gateways.base import (
+    FailureReason,
     GatewayUnavailable,
     PayoutOutcome,
     PayoutRequest,
@@ -29,6 +34,7 @@ class SandboxGateway:
     seed: int | None = None
     name: str = "sandbox"
     calls: int = 0
+    lookups: int = 0
     payouts: dict[str, tuple[PayoutRequest, PayoutResult]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -45,23 +51,26 @@ class SandboxGateway:
             seen = self.payouts.get(request.idempotency_key)
             if seen is not None:
                 if seen[0] != request:
-                    return PayoutResult(
-                        PayoutOutcome.FAILED,
-                        failure_reason="idempotency_error",
-                        failure_message="same key, different request",
+                    return PayoutResult.failed(
+                        FailureReason.UNKNOWN, "sandbox: same idempotency key, different request"
                     )
                 return seen[1]
             if self._rng.random() < self.failure_rate:
-                result = PayoutResult(
-                    PayoutOutcome.FAILED,
+                result = PayoutResult.failed(
+                    FailureReason.DECLINED,
+                    "sandbox: simulated decline",
                     gateway_reference=f"sbx_{new_id()}",
-                    failure_reason="declined",
-                    failure_message="sandbox: simulated decline",
                 )
             else:
                 result = PayoutResult(PayoutOutcome.SUCCEEDED, gateway_reference=f"sbx_{new_id()}")
             self.payouts[request.idempotency_key] = (request, result)
             return result
+
+    def lookup(self, request: PayoutRequest, gateway_reference: str | None) -> PayoutResult | None:
+        with self._lock:
+            self.lookups += 1
+            seen = self.payouts.get(request.idempotency_key)
+            return None if seen is None else seen[1]
 
     def paid_count(self) -> int:
         """How many distinct payouts succeeded."""
@@ -75,3 +84,18 @@ class SandboxGateway:
                 for req, r in self.payouts.values()
                 if r.outcome is PayoutOutcome.SUCCEEDED
             ]
+
+
+class SandboxConfig(BaseModel):
+    """A tenant account served by the simulator (demos, load tests)."""
+
+    latency_ms: float = Field(default=0.0, ge=0, le=60_000)
+    failure_rate: float = Field(default=0.0, ge=0, le=1)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+def build(name: str, config: Mapping[str, Any]) -> SandboxGateway:
+    c = SandboxConfig.model_validate(dict(config))
+    return SandboxGateway(
+        latency_ms=c.latency_ms, failure_rate=c.failure_rate, error_rate=c.error_rate, name=name
+    )
