@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 import re
+import time
 
 import pytest
+from ulid import ULID
 
 from refunddesk.core.ids import REFERENCE_LENGTH, new_id, new_reference, normalize_reference
 from refunddesk.jobs.queue import backoff
@@ -33,6 +35,18 @@ def test_ids_are_26_character_ulids_that_sort_by_creation() -> None:
     assert all(len(i) == 26 for i in ids)
     assert len(set(ids)) == 50
     assert [i[:10] for i in ids] == sorted(i[:10] for i in ids)  # time part is monotonic
+
+
+def test_an_id_is_a_ulid_that_python_ulid_reads_back_with_the_current_time() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [new_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    for value in ids:
+        parsed = ULID.from_str(value)
+        assert str(parsed) == value
+        assert before <= parsed.milliseconds <= after
+    # the 80 random bits differ: no two ids share their random part
+    assert len({ULID.from_str(v).bytes[6:] for v in ids}) == len(ids)
 
 
 @pytest.mark.parametrize(
