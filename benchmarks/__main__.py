@@ -12,11 +12,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks import http_bench, payouts, pipeline, policy_bench, profile_intake, wrk
+from benchmarks import http_bench, payouts, pipeline, policy_bench, profile_intake, webhooks, wrk
 from benchmarks.results import Report
 from benchmarks.servers import ROOT
 
-BENCHES = ("intake", "read", "pipeline", "payouts", "profile", "policy")
+BENCHES = ("intake", "read", "pipeline", "payouts", "profile", "policy", "webhooks")
 DEFAULT = ("intake", "read", "pipeline", "payouts")
 ORDER = {"intake": 0, "read": 1, "trivial": 2}
 
@@ -43,6 +43,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="stop each pipeline phase after this long (the table then says so)",
     )
     p.add_argument("--payouts-n", type=int, help="refunds per payout run at 0 ms (default 20000)")
+    p.add_argument("--webhooks-n", type=int, help="webhook deliveries (default 20000)")
     p.add_argument("--profile-requests", type=int, default=3000)
     p.add_argument("--policy-n", type=int, help="refunds per policy intake run (default 20000)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
@@ -52,6 +53,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.pipeline_n = args.pipeline_n or (5000 if args.quick else 100_000)
     args.payouts_n = args.payouts_n or (3000 if args.quick else 20_000)
     args.policy_n = args.policy_n or (3000 if args.quick else 20_000)
+    args.webhooks_n = args.webhooks_n or (3000 if args.quick else 20_000)
     if args.quick:
         args.profile_requests = min(args.profile_requests, 500)
     return args
@@ -118,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
                     rounds=1 if args.quick else 2,
                     evaluations=2_000 if args.quick else 20_000,
                 ),
+                console,
+            )
+        if "webhooks" in selected:
+            console.print("[bold]Webhooks[/bold]")
+            report.phases += webhooks.run(
+                work / "webhooks",
+                webhooks.WebhookBenchConfig(args.webhooks_n, args.pipeline_max_seconds),
                 console,
             )
         if "profile" in selected:

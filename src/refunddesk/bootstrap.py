@@ -15,6 +15,7 @@ from refunddesk.core.clock import Clock, SystemClock
 from refunddesk.db.engine import make_engine
 from refunddesk.db.uow import Database
 from refunddesk.jobs.worker import Handler, Periodic, Worker, WorkerConfig
+from refunddesk.notifications import wiring as notifications
 from refunddesk.payouts.bank import WriteReport, WrittenFile, write_files
 from refunddesk.payouts.gateways import adyen, bank_transfer, paypal, sandbox, stripe
 from refunddesk.payouts.gateways.base import Gateway, GatewayFactory, GatewayRegistry
@@ -27,6 +28,7 @@ from refunddesk.payouts.webhooks import WebhookHandler
 from refunddesk.refunds.service import IntakeConfig
 from refunddesk.returns.jobs import EXPIRY_INTERVAL_SECONDS, expire_overdue
 from refunddesk.settings import Settings, get_settings
+from refunddesk.webhooks_out.sender import DeliveryHandler
 
 
 @dataclass
@@ -139,6 +141,17 @@ def bootstrap(
     container.handlers.append(
         WebhookHandler(db=db, clock=clock, max_attempts=settings.job_max_attempts)
     )
+    container.handlers.append(
+        DeliveryHandler(
+            db=db,
+            clock=clock,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            disable_after=timedelta(hours=settings.webhook_disable_after_hours),
+            allow_private=settings.webhook_allow_private_urls,
+            concurrency=settings.worker_concurrency,
+            max_attempts=settings.job_max_attempts,
+        )
+    )
     container.periodic.append(
         Periodic(
             settings.bank_file_interval_seconds,
@@ -166,4 +179,5 @@ def bootstrap(
             "expire overdue returns",
         )
     )
+    notifications.install(container)
     return container

@@ -14,11 +14,13 @@ from rich.table import Table
 
 from refunddesk.auth.domain import Role
 from refunddesk.core.errors import DomainError
+from refunddesk.notifications.cli import app as notifications_app
 from refunddesk.payouts import cli as payouts_cli
 from refunddesk.payouts import store_credit_cli
 from refunddesk.policy import cli as policy_cli
 from refunddesk.returns.cli import app as returns_app
 from refunddesk.settings import get_settings
+from refunddesk.webhooks_out.cli import app as webhooks_app
 
 app = typer.Typer(
     help="refunddesk: refund processing and refund status tracking.",
@@ -38,6 +40,8 @@ app.add_typer(returns_app, name="returns")
 app.add_typer(payouts_cli.app, name="payouts")
 app.add_typer(payouts_cli.gateways_app, name="gateways")
 app.add_typer(store_credit_cli.app, name="store-credit")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(notifications_app, name="notifications")
 
 console = Console()
 err = Console(stderr=True)

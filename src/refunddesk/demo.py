@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rich.progress import Progress
+from sqlalchemy import update
 
 from refunddesk.auth.domain import Role
 from refunddesk.auth.service import create_key
@@ -30,6 +31,7 @@ from refunddesk.policy import service as policies
 from refunddesk.policy.document import example_text
 from refunddesk.refunds import service as refunds
 from refunddesk.refunds.domain import Reason, RefundStatus
+from refunddesk.refunds.orm import RefundEvent
 from refunddesk.refunds.schemas import RefundCreate
 from refunddesk.tenants.service import create_tenant
 
@@ -272,6 +274,7 @@ def load_demo(
             if index < undrained:
                 worker.drain()
             bar.advance(task)
+    _mark_dispatched(container, [t["tenant_id"] for t in result["tenants"]])
     with container.db.read() as session:
         from sqlalchemy import select
 
@@ -292,6 +295,16 @@ def load_demo(
     result["sample"] = sample
     result["refunds"] = len(plan)
     return result
+
+
+def _mark_dispatched(container: Container, tenant_ids: list[str]) -> None:
+    """Replayed history is not news: no customer message or webhook for any of it."""
+    with container.db.write() as session:
+        session.execute(
+            update(RefundEvent)
+            .where(RefundEvent.tenant_id.in_(tenant_ids), RefundEvent.dispatched.is_(False))
+            .values(dispatched=True)
+        )
 
 
 def _refund_body(rng: random.Random, order: OrderCreate) -> RefundCreate:

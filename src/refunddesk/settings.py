@@ -50,6 +50,42 @@ class Settings(BaseSettings):
     bank_outbox_dir: str = "./outbox/bank"
     bank_file_interval_seconds: float = Field(default=3600.0, gt=0)
 
+    # Retailer webhooks: per-attempt timeout, auto-disable after failing every delivery this
+    # long, and (tests, trusted networks) allowing endpoints on private/loopback addresses.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_disable_after_hours: float = Field(default=72.0, gt=0)
+    webhook_allow_private_urls: bool = False
+
+    # The customer portal: photo uploads (JPEG, PNG, WebP; at most 5 per request) and the
+    # rate limits on identification and refund requests, per client IP and per order number.
+    # Rate-limit counters live in one process's memory unless a shared store is given
+    # (redis://host:6379, memcached://host:11211): several processes need one.
+    upload_dir: str = "./uploads"
+    upload_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    rate_limit_storage: str = "memory://"
+    portal_lookup_limit: str = "10/minute;50/hour"
+    portal_request_limit: str = "20/hour"
+
+    # Customer notifications: the dispatcher turns new refund events into messages every
+    # interval; a delay alert is sent once for a refund past its expected date.
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    dispatch_batch_size: int = Field(default=500, ge=1, le=5000)
+    delay_alert_interval_seconds: float = Field(default=3600.0, gt=0)
+    # Email over SMTP; no host: email is off and email messages are stored as skipped.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "refunds@refunddesk.invalid"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # SMS through a Twilio-compatible API; no base URL or account: SMS is off (skipped).
+    sms_base_url: str | None = None
+    sms_account_sid: str | None = None
+    sms_auth_token: str | None = None
+    sms_from: str | None = None
+    sms_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
     sandbox_latency_ms: float = Field(default=0.0, ge=0)
     sandbox_failure_rate: float = Field(default=0.0, ge=0, le=1)
     sandbox_error_rate: float = Field(default=0.0, ge=0, le=1)

@@ -398,3 +398,18 @@ def test_a_nul_character_is_refused_before_it_reaches_the_database(
     assert_problem(client.get("/v1/orders/A%00B", headers=tenant.headers), 400)
     assert_problem(client.get("/v1/refunds?order_id=%00", headers=tenant.headers), 400)
     assert row_counts(container) == counts
+
+
+def test_only_the_portals_photo_form_may_send_more_than_the_limit(
+    client: TestClient, container: Container
+) -> None:
+    # a 2 MB multipart body: over the API's 1 MB limit, within what 5 photos may weigh
+    raw = b'--x\r\nContent-Disposition: form-data; name="note"\r\n\r\n' + b"a" * (2 * LIMIT)
+    raw += b"\r\n--x--\r\n"
+    headers = {"Content-Type": "multipart/form-data; boundary=x"}
+    assert_problem(client.post("/v1/orders", headers=headers, content=raw), 413)
+    assert client.post("/portal", headers=headers, content=raw).status_code == 413
+    # the photo form reads it (and refuses it for its own reasons: no portal session here)
+    answer = client.post("/portal/request", headers=headers, content=raw, follow_redirects=False)
+    assert answer.status_code != 413
+    assert answer.status_code < 500

@@ -119,6 +119,17 @@ OPERATIONS = (
     "get_store_credit",
     "spend_store_credit",
     "create_payout_choice_link",
+    "create_webhook_endpoint",
+    "list_webhook_endpoints",
+    "get_webhook_endpoint",
+    "update_webhook_endpoint",
+    "delete_webhook_endpoint",
+    "rotate_webhook_endpoint_secret",
+    "send_webhook_test",
+    "list_webhook_deliveries",
+    "retry_webhook_delivery",
+    "get_notification_preferences",
+    "set_notification_preferences",
 )
 ADMIN_ONLY = {
     "list_jobs",
@@ -137,6 +148,16 @@ SUPERVISOR_ONLY = {
     "inspect_return",
     "mark_return_lost",
     "create_payout_choice_link",
+    # webhook endpoints show and change signing secrets: supervisors (webhooks:manage)
+    "create_webhook_endpoint",
+    "list_webhook_endpoints",
+    "get_webhook_endpoint",
+    "update_webhook_endpoint",
+    "delete_webhook_endpoint",
+    "rotate_webhook_endpoint_secret",
+    "send_webhook_test",
+    "list_webhook_deliveries",
+    "retry_webhook_delivery",
 }
 
 

@@ -18,6 +18,7 @@ from refunddesk.api.ops import register_queue_metrics
 from refunddesk.api.ops import router as ops_router
 from refunddesk.bootstrap import Container, bootstrap
 from refunddesk.jobs.views import router as jobs_router
+from refunddesk.notifications.views import router as notifications_router
 from refunddesk.orders.views import router as orders_router
 from refunddesk.payouts.store_credit_views import router as store_credit_router
 from refunddesk.payouts.views import router as payouts_router
@@ -26,7 +27,9 @@ from refunddesk.refunds.views import approvals_router
 from refunddesk.refunds.views import router as refunds_router
 from refunddesk.returns.views import router as returns_router
 from refunddesk.tracking.views import router as tracking_router
+from refunddesk.web.portal import MAX_PHOTOS, PORTAL_REQUEST_PATH
 from refunddesk.web.views import install as install_web
+from refunddesk.webhooks_out.views import router as webhook_endpoints_router
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +83,19 @@ def create_app(container: Container | None = None, *, inline_worker: bool = Fals
     app.include_router(returns_router)
     app.include_router(payouts_router)
     app.include_router(store_credit_router)
+    app.include_router(notifications_router)
+    app.include_router(webhook_endpoints_router)
     install_web(app, container)
     register_queue_metrics(container)
     app.add_middleware(RefuseNul)
-    app.add_middleware(BodyLimit, limit=container.settings.max_body_bytes)
+    settings = container.settings
+    # The portal's request form carries up to MAX_PHOTOS photos of upload_max_bytes each.
+    photos = MAX_PHOTOS * settings.upload_max_bytes + settings.max_body_bytes
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        larger={PORTAL_REQUEST_PATH: max(photos, settings.max_body_bytes)},
+    )
     app.add_middleware(Metrics)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     return app

@@ -40,24 +40,29 @@ def _too_large(limit: int) -> tuple[Message, Message]:
 
 
 class BodyLimit:
-    """Refuse bodies over limit bytes, by Content-Length or while streaming."""
+    """Refuse bodies over limit bytes, by Content-Length or while streaming.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    `larger` allows bigger bodies on the paths it names exactly (the portal's photo upload).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.default)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
-                    for message in _too_large(self.limit):
+                    for message in _too_large(limit):
                         await send(message)
                     return
         seen = 0
@@ -69,7 +74,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     exceeded = True
                     raise _BodyTooLarge
             return message
@@ -81,7 +86,7 @@ class BodyLimit:
                 # 400); answer 413 in place of whatever it says.
                 if message["type"] == "http.response.start" and not started:
                     started = True
-                    for reply in _too_large(self.limit):
+                    for reply in _too_large(limit):
                         await send(reply)
                 return
             if message["type"] == "http.response.start":
@@ -92,7 +97,7 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                for message in _too_large(self.limit):
+                for message in _too_large(limit):
                     await send(message)
 
 

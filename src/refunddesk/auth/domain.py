@@ -30,6 +30,7 @@ class Permission(StrEnum):
     MANAGE_DESK = "desk:manage"  # tenants, keys, jobs
     MANAGE_POLICY = "policies:manage"  # upload and activate policy versions
     MANAGE_GATEWAYS = "gateways:manage"  # a tenant's gateway accounts and their secrets
+    MANAGE_WEBHOOKS = "webhooks:manage"  # a tenant's webhook endpoints and their secrets
 
 
 P = Permission
@@ -43,6 +44,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.CANCEL_REFUNDS,
             P.RETRY_PAYOUTS,
             P.MANAGE_POLICY,
+            P.MANAGE_WEBHOOKS,
         }
     ),
     Role.AGENT: frozenset({P.READ, P.CREATE_REFUNDS, P.DECIDE_REFUNDS, P.CANCEL_REFUNDS}),

@@ -3,6 +3,7 @@
 from refunddesk.auth import orm as auth_orm
 from refunddesk.db.base import Base
 from refunddesk.jobs import orm as jobs_orm
+from refunddesk.notifications import orm as notifications_orm
 from refunddesk.orders import orm as orders_orm
 from refunddesk.payouts import bank as bank_orm
 from refunddesk.payouts import disputes as disputes_orm
@@ -13,6 +14,7 @@ from refunddesk.refunds import approvals as approvals_orm
 from refunddesk.refunds import orm as refunds_orm
 from refunddesk.returns import orm as returns_orm
 from refunddesk.tenants import orm as tenants_orm
+from refunddesk.webhooks_out import orm as webhooks_out_orm
 
 __all__ = [
     "Base",
@@ -21,6 +23,7 @@ __all__ = [
     "bank_orm",
     "disputes_orm",
     "jobs_orm",
+    "notifications_orm",
     "orders_orm",
     "payouts_orm",
     "policy_orm",
@@ -28,4 +31,5 @@ __all__ = [
     "returns_orm",
     "store_credit_orm",
     "tenants_orm",
+    "webhooks_out_orm",
 ]

@@ -10,6 +10,7 @@ from prometheus_client import Counter
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -17,7 +18,9 @@ from sqlalchemy import (
     Text,
     and_,
     event,
+    false,
     insert,
+    text,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -144,6 +147,8 @@ class NewEvent:
     actor: str
     at: datetime
     data: dict[str, Any]
+    # Handed to the notification dispatcher yet? (the outbox flag; demo data arrives True)
+    dispatched: bool = False
 
     def as_row(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
@@ -175,6 +180,14 @@ class RefundEvent(Base):
         Index("ix_refund_events_tenant_at", "tenant_id", "at"),
         # The desk's "latest events" spans tenants.
         Index("ix_refund_events_at", "at"),
+        # The notification outbox: only events not yet dispatched, oldest first, across
+        # tenants (like ix_refund_events_at); partial, so it stays as small as the backlog.
+        Index(
+            "ix_refund_events_undispatched",
+            "at",
+            sqlite_where=text("dispatched = 0"),
+            postgresql_where=text("NOT dispatched"),
+        ),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(26), primary_key=True)
@@ -187,6 +200,7 @@ class RefundEvent(Base):
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime]
     data: Mapped[dict[str, Any]]
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 # Which refunds hold part of their order's budget, as SQL: the one definition every budget

@@ -139,6 +139,8 @@ def _text(event: RefundEvent, money: Money, method: str, original: str) -> str |
             "Your payment is disputed with your bank. We pay the refund once the dispute is "
             "resolved, so that you are not paid twice."
         )
+    if event.type == "refund.delayed":
+        return "Your refund is taking longer than we said. We are on it and keep you posted."
     if event.type != EventType.STATUS_CHANGED:
         return _return_text(event)
     data = event.data or {}

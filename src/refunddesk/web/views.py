@@ -26,6 +26,7 @@ from refunddesk.bootstrap import Container
 from refunddesk.core.errors import Conflict, DomainError, NotFound, Unauthorized
 from refunddesk.core.money import Money
 from refunddesk.jobs import queue
+from refunddesk.notifications.queries import messages_of_refund
 from refunddesk.orders.orm import Order
 from refunddesk.payouts import consent
 from refunddesk.payouts.queries import PayoutPublic, needing_attention, payouts_of_refund
@@ -244,6 +245,7 @@ def refund_context(
             now=now,
             stuck_after=stuck_after,
         ),
+        "messages": messages_of_refund(session, tenant_id=tenant_id, refund_id=refund_id),
     }
 
 
@@ -723,6 +725,9 @@ def make_router(container: Container) -> APIRouter:
 def install(app: FastAPI, container: Container) -> None:
     """Mount the web pages, their static files and the signed session cookie on app."""
     app.include_router(make_router(container))
+    from refunddesk.web import portal  # imported here: the portal builds on this module
+
+    app.include_router(portal.make_router(container))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(
         SessionMiddleware,

@@ -1,0 +1,1 @@
+"""Customer channels: the ports the send job uses, and their adapters (SMTP, Twilio-style SMS)."""

@@ -1,0 +1,112 @@
+"""Email over SMTP (stdlib smtplib): HTML + plain text, STARTTLS and AUTH from settings.
+
+smtplib rather than aiosmtplib: the worker runs handlers in threads, and a batch shares one
+connection, so there is nothing for an event loop to overlap.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Sequence
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+
+from refunddesk.notifications.channels.base import OutgoingEmail, SendFailed, Sent
+
+
+class SmtpSender:
+    """Sends each batch through one SMTP session."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        starttls: bool = True,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host, self.port, self.sender = host, port, sender
+        self.starttls, self.username, self.password = starttls, username, password
+        self.timeout = timeout
+        self.ssl_context = ssl_context or ssl.create_default_context()
+
+    def build(self, email: OutgoingEmail) -> EmailMessage:
+        """The MIME message: multipart/alternative, plain text first, then HTML."""
+        msg = EmailMessage()
+        msg["From"] = formataddr((email.sender_name, self.sender))
+        msg["To"] = email.to
+        msg["Subject"] = email.subject
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        domain = Address(addr_spec=self.sender).domain or "refunddesk.invalid"
+        msg["Message-ID"] = f"<{email.message_id}@{domain}>"
+        if email.reply_to:
+            msg["Reply-To"] = email.reply_to
+        msg.set_content(email.text)
+        msg.add_alternative(email.html, subtype="html")
+        return msg
+
+    def _connect(self) -> smtplib.SMTP:
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            smtp.ehlo()
+            if self.starttls:
+                smtp.starttls(context=self.ssl_context)
+                smtp.ehlo()
+            if self.username:
+                smtp.login(self.username, self.password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def send(self, emails: Sequence[OutgoingEmail]) -> list[Sent | SendFailed]:
+        if not emails:
+            return []
+        try:
+            smtp = self._connect()
+        except (OSError, smtplib.SMTPException) as exc:
+            failed = SendFailed(f"SMTP {self.host}:{self.port}: {_describe(exc)}")
+            return [failed for _ in emails]
+        outcomes: list[Sent | SendFailed] = []
+        try:
+            for email in emails:
+                outcomes.append(self._send_one(smtp, email))
+        finally:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
+        return outcomes
+
+    def _send_one(self, smtp: smtplib.SMTP, email: OutgoingEmail) -> Sent | SendFailed:
+        msg = self.build(email)
+        try:
+            refused = smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            return SendFailed(_describe(exc), permanent=all(c >= 500 for c in codes))
+        except smtplib.SMTPResponseException as exc:
+            # 5xx on the data: the server will never take this message; 4xx: try later.
+            permanent = exc.smtp_code >= 500 and not isinstance(
+                exc, smtplib.SMTPSenderRefused | smtplib.SMTPAuthenticationError
+            )
+            return SendFailed(_describe(exc), permanent=permanent)
+        except (OSError, smtplib.SMTPException) as exc:
+            return SendFailed(_describe(exc))
+        if refused:
+            return SendFailed(f"refused: {refused}", permanent=True)
+        return Sent(provider_id=str(msg["Message-ID"]))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        error = exc.smtp_error
+        text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+        return f"{exc.smtp_code} {text}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,358 @@
+"""Sending: sign per Standard Webhooks, POST, record each attempt, disable dead endpoints.
+
+A ``webhook_delivery`` job runs in three steps per batch, like payouts: read what to send,
+send many at once (no transaction open while waiting on retailers), then record every
+attempt and its consequences in one transaction. A failed attempt is retried by the queue
+with backoff; every retry carries the same ``webhook-id`` (the event's id) and body, so the
+receiver can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+from standardwebhooks.webhooks import Webhook
+
+from refunddesk import __version__
+from refunddesk.core.clock import Clock
+from refunddesk.core.ids import new_id
+from refunddesk.db.uow import Database
+from refunddesk.jobs.queue import ClaimedJob
+from refunddesk.jobs.worker import Outcome
+from refunddesk.webhooks_out.fanout import DELIVERY_JOB, PENDING, queue_delivery
+from refunddesk.webhooks_out.orm import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from refunddesk.webhooks_out.rules import ENDPOINT_DISABLED_EVENT, matches, refused_destination
+
+log = logging.getLogger(__name__)
+EXCERPT_BYTES = 1024
+DELIVERED, FAILED, SKIPPED, NOTICE = "delivered", "failed", "skipped", "notice"
+SENDABLE = frozenset({PENDING, FAILED})
+
+
+def sign(secrets: Sequence[str], msg_id: str, at: datetime, body: str) -> str:
+    """The webhook-signature header: one ``v1,<base64>`` per secret, space separated."""
+    return " ".join(Webhook(s).sign(msg_id=msg_id, timestamp=at, data=body) for s in secrets)
+
+
+def encode(payload: object) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    job_id: int
+    tenant_id: str
+    delivery_id: str
+    endpoint_id: str
+    url: str
+    msg_id: str
+    body: str
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    request: Request
+    at: datetime
+    ok: bool
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    excerpt: str | None
+
+
+class DeliveryHandler:
+    """Handles ``webhook_delivery`` jobs in batches."""
+
+    kind = DELIVERY_JOB
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        timeout_seconds: float,
+        disable_after: timedelta,
+        allow_private: bool,
+        concurrency: int,
+        max_attempts: int,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.disable_after = disable_after
+        self.allow_private = allow_private
+        self.max_attempts = max_attempts
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout_seconds),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers={"user-agent": f"refunddesk-webhooks/{__version__}"},
+            transport=transport,
+            trust_env=False,  # never through a proxy from the environment
+        )
+
+    def __call__(self, jobs: Sequence[ClaimedJob]) -> dict[int, Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        with self.db.write() as session:
+            requests = self._prepare(session, jobs, outcomes)
+        results = list(self._pool.map(self.send, requests))
+        if results:
+            with self.db.write() as session:
+                self._record(session, results, outcomes)
+        return outcomes
+
+    def _prepare(
+        self, session: Session, jobs: Sequence[ClaimedJob], outcomes: dict[int, Outcome]
+    ) -> list[Request]:
+        keys = [(j.tenant_id or "", str(j.payload.get("delivery_id"))) for j in jobs]
+        deliveries = {
+            (d.tenant_id, d.id): d
+            for d in session.scalars(
+                select(WebhookDelivery).where(
+                    tuple_(WebhookDelivery.tenant_id, WebhookDelivery.id).in_(keys)
+                )
+            )
+        }
+        endpoint_keys = {(d.tenant_id, d.endpoint_id) for d in deliveries.values()}
+        endpoints = (
+            {
+                (e.tenant_id, e.id): e
+                for e in session.scalars(
+                    select(WebhookEndpoint).where(
+                        tuple_(WebhookEndpoint.tenant_id, WebhookEndpoint.id).in_(endpoint_keys)
+                    )
+                )
+            }
+            if endpoint_keys
+            else {}
+        )
+        now = self.clock.now()
+        requests = []
+        for job, key in zip(jobs, keys, strict=True):
+            delivery = deliveries.get(key)
+            if delivery is None or delivery.status not in SENDABLE:
+                outcomes[job.id] = Outcome.done()  # gone with its endpoint, or settled already
+                continue
+            endpoint = endpoints.get((delivery.tenant_id, delivery.endpoint_id))
+            if endpoint is None or not endpoint.enabled:
+                delivery.status, delivery.updated_at = SKIPPED, now
+                delivery.last_error = "the endpoint is disabled"
+                outcomes[job.id] = Outcome.done()
+                continue
+            requests.append(
+                Request(
+                    job_id=job.id,
+                    tenant_id=delivery.tenant_id,
+                    delivery_id=delivery.id,
+                    endpoint_id=endpoint.id,
+                    url=endpoint.url,
+                    msg_id=delivery.event_id,
+                    body=encode(delivery.payload),
+                    secrets=_signing_secrets(endpoint, now),
+                )
+            )
+        return requests
+
+    def send(self, request: Request) -> Result:
+        """POST one delivery, signed; never raises."""
+        at = self.clock.now()
+        started = time.perf_counter()
+        status_code, error, excerpt = None, None, None
+        refused = None if self.allow_private else refused_destination(request.url)
+        if refused is not None:
+            error = f"refused: {refused}"
+        else:
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": request.msg_id,
+                "webhook-timestamp": str(int(at.timestamp())),
+                "webhook-signature": sign(request.secrets, request.msg_id, at, request.body),
+            }
+            try:
+                with self._http.stream(
+                    "POST", request.url, content=request.body.encode(), headers=headers
+                ) as response:
+                    status_code = response.status_code
+                    excerpt = _excerpt(response)
+                    if response.is_redirect:
+                        where = response.headers.get("location", "")[:200]
+                        error = f"HTTP {status_code}: redirects are not followed ({where})"
+                    elif not response.is_success:
+                        error = f"HTTP {status_code}"
+            except httpx.TimeoutException as exc:
+                error = f"timed out: {type(exc).__name__}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+        duration_ms = round((time.perf_counter() - started) * 1000)
+        return Result(request, at, error is None, status_code, duration_ms, error, excerpt)
+
+    def _record(
+        self, session: Session, results: list[Result], outcomes: dict[int, Outcome]
+    ) -> None:
+        keys = [(r.request.tenant_id, r.request.delivery_id) for r in results]
+        deliveries = {
+            (d.tenant_id, d.id): d
+            for d in session.scalars(
+                select(WebhookDelivery).where(
+                    tuple_(WebhookDelivery.tenant_id, WebhookDelivery.id).in_(keys)
+                )
+            )
+        }
+        endpoint_keys = {(r.request.tenant_id, r.request.endpoint_id) for r in results}
+        endpoints = {
+            (e.tenant_id, e.id): e
+            for e in session.scalars(
+                select(WebhookEndpoint).where(
+                    tuple_(WebhookEndpoint.tenant_id, WebhookEndpoint.id).in_(endpoint_keys)
+                )
+            )
+        }
+        now = self.clock.now()
+        for result in sorted(results, key=lambda r: r.at):
+            request = result.request
+            delivery = deliveries.get((request.tenant_id, request.delivery_id))
+            endpoint = endpoints.get((request.tenant_id, request.endpoint_id))
+            if delivery is None or endpoint is None:  # deleted while we were sending
+                outcomes[request.job_id] = Outcome.done()
+                continue
+            session.add(
+                WebhookAttempt(
+                    tenant_id=request.tenant_id,
+                    id=new_id(),
+                    delivery_id=request.delivery_id,
+                    at=result.at,
+                    ok=result.ok,
+                    status_code=result.status_code,
+                    duration_ms=result.duration_ms,
+                    error=result.error,
+                    response_excerpt=result.excerpt,
+                )
+            )
+            delivery.attempts += 1
+            delivery.last_status_code = result.status_code
+            delivery.last_error = result.error
+            delivery.updated_at = now
+            if result.ok:
+                delivery.status, delivery.delivered_at = DELIVERED, result.at
+                endpoint.failing_since = None
+                outcomes[request.job_id] = Outcome.done()
+                continue
+            delivery.status = PENDING
+            endpoint.failing_since = endpoint.failing_since or result.at
+            if endpoint.enabled and result.at - endpoint.failing_since >= self.disable_after:
+                self._disable(session, endpoint, result, now)
+            if not endpoint.enabled:  # no point retrying: it waits for a redeliver
+                delivery.status = FAILED
+                outcomes[request.job_id] = Outcome.done()
+            else:
+                outcomes[request.job_id] = Outcome.retry(result.error or "failed")
+
+    def _disable(
+        self, session: Session, endpoint: WebhookEndpoint, result: Result, now: datetime
+    ) -> None:
+        """Turn off an endpoint that failed every delivery for too long, and say so."""
+        assert endpoint.failing_since is not None
+        hours = self.disable_after.total_seconds() / 3600
+        reason = (
+            f"every delivery failed since {endpoint.failing_since.isoformat()} "
+            f"(more than {hours:g} hours); last: {result.error}"
+        )
+        endpoint.enabled, endpoint.disabled_reason, endpoint.disabled_at = False, reason, now
+        endpoint.updated_at = now
+        log.warning(
+            "webhook endpoint %s of %s disabled: %s", endpoint.id, endpoint.tenant_id, reason
+        )
+        event_id = new_id()
+        body = {
+            "type": ENDPOINT_DISABLED_EVENT,
+            "timestamp": now.isoformat(),
+            "data": {
+                "tenant_id": endpoint.tenant_id,
+                "endpoint_id": endpoint.id,
+                "url": endpoint.url,
+                "reason": reason,
+                "failing_since": endpoint.failing_since.isoformat(),
+            },
+        }
+        # In the disabled endpoint's own log, as a notice (it is not sent there)...
+        session.add(
+            WebhookDelivery(
+                tenant_id=endpoint.tenant_id,
+                id=new_id(),
+                endpoint_id=endpoint.id,
+                event_id=event_id,
+                event_type=ENDPOINT_DISABLED_EVENT,
+                refund_id=None,
+                payload=body,
+                status=NOTICE,
+                attempts=0,
+                last_error=reason,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        # ...and sent to the tenant's other enabled endpoints that want it.
+        others = session.scalars(
+            select(WebhookEndpoint).where(
+                WebhookEndpoint.tenant_id == endpoint.tenant_id,
+                WebhookEndpoint.id != endpoint.id,
+                WebhookEndpoint.enabled.is_(True),
+            )
+        )
+        for other in others:
+            if matches(other.event_types, ENDPOINT_DISABLED_EVENT):
+                queue_delivery(
+                    session,
+                    tenant_id=endpoint.tenant_id,
+                    endpoint_id=other.id,
+                    event_id=event_id,
+                    event_type=ENDPOINT_DISABLED_EVENT,
+                    body=body,
+                    now=now,
+                    max_attempts=self.max_attempts,
+                )
+
+    def on_dead(self, session: Session, job: ClaimedJob, error: str) -> None:
+        delivery = session.get(
+            WebhookDelivery, (job.tenant_id or "", str(job.payload.get("delivery_id")))
+        )
+        if delivery is not None and delivery.status == PENDING:
+            delivery.status, delivery.last_error = FAILED, error[:2000]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._http.close()
+
+
+def _signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> tuple[str, ...]:
+    """The current secret, and the previous one while a rotation's grace period lasts."""
+    if (
+        endpoint.previous_secret
+        and endpoint.previous_secret_until
+        and now < endpoint.previous_secret_until
+    ):
+        return (endpoint.secret, endpoint.previous_secret)
+    return (endpoint.secret,)
+
+
+def _excerpt(response: httpx.Response) -> str | None:
+    """At most EXCERPT_BYTES of the response body, read no further than that."""
+    data = b""
+    for chunk in response.iter_bytes():
+        data += chunk
+        if len(data) >= EXCERPT_BYTES:
+            break
+    if not data:
+        return None
+    return data[:EXCERPT_BYTES].decode("utf-8", errors="replace")
