@@ -32,7 +32,7 @@ from refunddesk.jobs.orm import Job
 from refunddesk.orders.schemas import OrderCreate
 from refunddesk.orders.service import create_orders
 from refunddesk.payouts.orm import Payout
-from refunddesk.refunds.orm import Refund
+from refunddesk.refunds.orm import Refund, RefundEvent
 from refunddesk.refunds.schemas import RefundCreate
 from refunddesk.refunds.service import request_refund
 from refunddesk.settings import Settings
@@ -113,6 +113,9 @@ def _fill(url: str, refunds: int) -> None:
                     assert refund.status == "approved", refund.status
         with container.db.write() as session:
             session.execute(update(Job).values(run_at=HELD_BACK))
+            # Intake's events were told when intake ran; the workers dispatch only the events
+            # the payouts themselves make (the dispatcher runs in every worker, as shipped).
+            session.execute(update(RefundEvent).values(dispatched=True))
     finally:
         container.close()
 

@@ -15,6 +15,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from refunddesk.core.clock import Clock
+from refunddesk.db.keys import pairs_in
 from refunddesk.db.uow import Database
 from refunddesk.notifications.dispatch import DELAYED
 from refunddesk.notifications.orm import DelayAlert
@@ -117,9 +118,7 @@ def _windows(session: Session, refunds: list[Refund]) -> dict[tuple[str, str], t
     out: dict[tuple[str, str], tuple[date, date]] = {}
     for payout in session.scalars(
         select(Payout)
-        .where(
-            tuple_(Payout.tenant_id, Payout.refund_id).in_([(r.tenant_id, r.id) for r in refunds])
-        )
+        .where(pairs_in(Payout.tenant_id, Payout.refund_id, [(r.tenant_id, r.id) for r in refunds]))
         .order_by(Payout.attempt)
     ):
         if payout.status in ANSWERED and payout.arrival_earliest and payout.arrival_latest:

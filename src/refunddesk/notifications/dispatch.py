@@ -17,12 +17,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
-from sqlalchemy import false, select, tuple_, update
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
 from refunddesk.core.clock import Clock
 from refunddesk.core.errors import Invalid, NotFound
 from refunddesk.core.ids import new_id
+from refunddesk.db.keys import pairs_in
 from refunddesk.db.uow import Database
 from refunddesk.jobs.queue import enqueue
 from refunddesk.notifications import templates
@@ -142,7 +143,7 @@ def dispatch_batch(session: Session, *, now: datetime, config: DispatchConfig) -
         fanout(session, events=events, now=now, max_attempts=config.max_attempts)
     session.execute(
         update(RefundEvent)
-        .where(tuple_(RefundEvent.tenant_id, RefundEvent.id).in_(keys))
+        .where(pairs_in(RefundEvent.tenant_id, RefundEvent.id, keys))
         .values(dispatched=True)
     )
     return len(keys)
@@ -173,7 +174,7 @@ def _load(
         )
         .join(Order, (Order.tenant_id == Refund.tenant_id) & (Order.id == Refund.order_id))
         .join(Tenant, Tenant.id == Refund.tenant_id)
-        .where(tuple_(RefundEvent.tenant_id, RefundEvent.id).in_(keys))
+        .where(pairs_in(RefundEvent.tenant_id, RefundEvent.id, keys))
         .order_by(RefundEvent.at, RefundEvent.id)
     ).all()
     events: list[DispatchEvent] = []
@@ -233,7 +234,7 @@ def _messages(
         (p.tenant_id, p.email): p
         for p in session.scalars(
             select(CustomerPreference).where(
-                tuple_(CustomerPreference.tenant_id, CustomerPreference.email).in_(emails)
+                pairs_in(CustomerPreference.tenant_id, CustomerPreference.email, emails)
             )
         )
     }
@@ -242,13 +243,19 @@ def _messages(
         (row.event_id, row.channel)
         for row in session.execute(
             select(Message.event_id, Message.channel).where(
-                tuple_(Message.tenant_id, Message.event_id).in_(
-                    [(e.tenant_id, e.event_id) for e, _ in wanted]
+                pairs_in(
+                    Message.tenant_id,
+                    Message.event_id,
+                    [(e.tenant_id, e.event_id) for e, _ in wanted],
                 )
             )
         )
     }
     payouts = _payouts(session, [e for e, kind in wanted if kind == "paid"])
+    # A channel this desk has not configured stores nothing: there is nobody to tell, and a
+    # "skipped" row per event would only say so again. A retailer's or customer's choice is
+    # kept as a skipped row: agents must see why a customer heard nothing.
+    channels = [c for c, on in ((EMAIL, config.email_on), (SMS, config.sms_on)) if on]
     rows: list[Message] = []
     for event, kind in wanted:
         tenant = settings.get(event.tenant_id)
@@ -258,7 +265,7 @@ def _messages(
         )
         extra = extras[event.event_id]
         rendered: templates.Rendered | None = None
-        for channel in (EMAIL, SMS):
+        for channel in channels:
             if (event.event_id, channel) in existing:
                 continue
             recipient, skip = _recipient(event, channel, config, tenant, pref)
@@ -318,14 +325,10 @@ def _recipient(
     """The address to send to, and why not (None: send)."""
     if channel == EMAIL:
         address: str | None = event.customer_email.strip() or None
-        if not config.email_on:
-            return address, "email is not configured on this desk"
         if tenant is not None and not tenant.email_enabled:
             return address, "the retailer turned email off"
     else:
         address = event.customer_phone.strip() if event.customer_phone else None
-        if not config.sms_on:
-            return address, "SMS is not configured on this desk"
         if tenant is not None and not tenant.sms_enabled:
             return address, "the retailer turned SMS off"
     if pref is not None and pref.opted_out:
@@ -379,8 +382,8 @@ def _payouts(session: Session, events: Sequence[DispatchEvent]) -> dict[str, Pay
     for payout in session.scalars(
         select(Payout)
         .where(
-            tuple_(Payout.tenant_id, Payout.refund_id).in_(
-                {(e.tenant_id, e.refund_id) for e in events}
+            pairs_in(
+                Payout.tenant_id, Payout.refund_id, {(e.tenant_id, e.refund_id) for e in events}
             )
         )
         .order_by(Payout.attempt)

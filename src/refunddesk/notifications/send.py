@@ -13,11 +13,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from refunddesk.core.clock import Clock
 from refunddesk.core.ids import new_id
+from refunddesk.db.keys import pairs_in
 from refunddesk.db.uow import Database
 from refunddesk.jobs.queue import ClaimedJob
 from refunddesk.jobs.worker import Outcome
@@ -87,7 +88,7 @@ class MessageHandler:
                 .outerjoin(
                     NotificationSettings, NotificationSettings.tenant_id == Message.tenant_id
                 )
-                .where(tuple_(Message.tenant_id, Message.id).in_(list(keys)))
+                .where(pairs_in(Message.tenant_id, Message.id, list(keys)))
             ).all()
             session.expunge_all()
         work = []

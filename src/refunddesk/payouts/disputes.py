@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Index, String, and_, select, tuple_
+from sqlalchemy import Index, String, and_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from refunddesk.core.ids import new_id
 from refunddesk.db.base import Base
+from refunddesk.db.keys import pairs_in
 from refunddesk.jobs.queue import enqueue
 from refunddesk.orders.orm import Order
 from refunddesk.payouts.gateways.base import GatewayNotification, NotificationKind
@@ -118,7 +119,7 @@ def open_disputes(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tup
         select(
             PaymentDispute.tenant_id, PaymentDispute.payment_reference, PaymentDispute.dispute_id
         ).where(
-            tuple_(PaymentDispute.tenant_id, PaymentDispute.payment_reference).in_(wanted),
+            pairs_in(PaymentDispute.tenant_id, PaymentDispute.payment_reference, wanted),
             PaymentDispute.status == "open",
         )
     )

@@ -18,12 +18,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from refunddesk.core.clock import Clock
 from refunddesk.core.ids import new_id
 from refunddesk.db.base import table_of
+from refunddesk.db.keys import pairs_in
 from refunddesk.db.prepared import Driver, Prepared
 from refunddesk.db.uow import Database
 from refunddesk.jobs.queue import ClaimedJob
@@ -110,7 +111,7 @@ class PayoutHandler:
                         Order.payment_reference,
                         Order.customer_email,
                         Order.customer_name,
-                    ).where(tuple_(Order.tenant_id, Order.id).in_(order_keys))
+                    ).where(pairs_in(Order.tenant_id, Order.id, order_keys))
                 )
             }
             if order_keys
@@ -119,7 +120,7 @@ class PayoutHandler:
         latest: dict[tuple[str, str], Payout] = {}
         if refunds:
             for attempt in _payouts(
-                session, tuple_(Payout.tenant_id, Payout.refund_id).in_(list(refunds)), lock=False
+                session, pairs_in(Payout.tenant_id, Payout.refund_id, list(refunds)), lock=False
             ):
                 key = (attempt.tenant_id, attempt.refund_id)
                 if key not in latest or latest[key].attempt < attempt.attempt:
@@ -281,8 +282,10 @@ class PayoutHandler:
             (p.tenant_id, p.idempotency_key): p
             for p in _payouts(
                 session,
-                tuple_(Payout.tenant_id, Payout.idempotency_key).in_(
-                    [(i.request.tenant_id, i.request.idempotency_key) for i, _ in results]
+                pairs_in(
+                    Payout.tenant_id,
+                    Payout.idempotency_key,
+                    [(i.request.tenant_id, i.request.idempotency_key) for i, _ in results],
                 ),
                 lock=True,
             )
@@ -425,7 +428,7 @@ def _refunds(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, s
         return {}
     rows = session.execute(
         select(*(_REFUNDS.c[c] for c in _REFUND_READ))
-        .where(tuple_(_REFUNDS.c.tenant_id, _REFUNDS.c.id).in_(keys))
+        .where(pairs_in(_REFUNDS.c.tenant_id, _REFUNDS.c.id, keys))
         .with_for_update()
     )
     return {(r[0], r[1]): _loaded(Refund, zip(_REFUND_READ, r, strict=True)) for r in rows}

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from refunddesk.core.clock import Clock
 from refunddesk.core.errors import Invalid, NotFound, Unauthorized, Unavailable
 from refunddesk.core.ids import new_id
+from refunddesk.db.keys import pairs_in
 from refunddesk.db.uow import Database
 from refunddesk.jobs.queue import ClaimedJob, enqueue
 from refunddesk.jobs.worker import Outcome
@@ -180,8 +181,8 @@ def _store_new(
             session.scalars(
                 select(GatewayWebhook.event_id).where(
                     GatewayWebhook.tenant_id == tenant_id,
-                    tuple_(GatewayWebhook.account, GatewayWebhook.event_id).in_(
-                        [(account, i) for i in ids]
+                    pairs_in(
+                        GatewayWebhook.account, GatewayWebhook.event_id, [(account, i) for i in ids]
                     ),
                 )
             )

@@ -11,11 +11,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from refunddesk.core.ids import new_id
 from refunddesk.db.base import table_of
+from refunddesk.db.keys import keys_in
 from refunddesk.jobs.queue import enqueue
 from refunddesk.notifications.events import DispatchEvent
 from refunddesk.webhooks_out.orm import WebhookDelivery, WebhookEndpoint
@@ -152,11 +153,14 @@ def enqueue_deliveries(
             select(
                 WebhookDelivery.tenant_id, WebhookDelivery.endpoint_id, WebhookDelivery.event_id
             ).where(
-                tuple_(
-                    WebhookDelivery.tenant_id,
-                    WebhookDelivery.endpoint_id,
-                    WebhookDelivery.event_id,
-                ).in_(list(keys))
+                keys_in(
+                    (
+                        WebhookDelivery.tenant_id,
+                        WebhookDelivery.endpoint_id,
+                        WebhookDelivery.event_id,
+                    ),
+                    keys,
+                ),
             )
         )
     }

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
 from refunddesk import __version__
 from refunddesk.core.clock import Clock
 from refunddesk.core.ids import new_id
+from refunddesk.db.keys import pairs_in
 from refunddesk.db.uow import Database
 from refunddesk.jobs.queue import ClaimedJob
 from refunddesk.jobs.worker import Outcome
@@ -120,7 +121,7 @@ class DeliveryHandler:
             (d.tenant_id, d.id): d
             for d in session.scalars(
                 select(WebhookDelivery).where(
-                    tuple_(WebhookDelivery.tenant_id, WebhookDelivery.id).in_(keys)
+                    pairs_in(WebhookDelivery.tenant_id, WebhookDelivery.id, keys)
                 )
             )
         }
@@ -130,7 +131,7 @@ class DeliveryHandler:
                 (e.tenant_id, e.id): e
                 for e in session.scalars(
                     select(WebhookEndpoint).where(
-                        tuple_(WebhookEndpoint.tenant_id, WebhookEndpoint.id).in_(endpoint_keys)
+                        pairs_in(WebhookEndpoint.tenant_id, WebhookEndpoint.id, endpoint_keys)
                     )
                 )
             }
@@ -205,7 +206,7 @@ class DeliveryHandler:
             (d.tenant_id, d.id): d
             for d in session.scalars(
                 select(WebhookDelivery).where(
-                    tuple_(WebhookDelivery.tenant_id, WebhookDelivery.id).in_(keys)
+                    pairs_in(WebhookDelivery.tenant_id, WebhookDelivery.id, keys)
                 )
             )
         }
@@ -214,7 +215,7 @@ class DeliveryHandler:
             (e.tenant_id, e.id): e
             for e in session.scalars(
                 select(WebhookEndpoint).where(
-                    tuple_(WebhookEndpoint.tenant_id, WebhookEndpoint.id).in_(endpoint_keys)
+                    pairs_in(WebhookEndpoint.tenant_id, WebhookEndpoint.id, endpoint_keys)
                 )
             )
         }
