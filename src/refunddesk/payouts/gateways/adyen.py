@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from refunddesk.core.errors import InvalidCurrency
 from refunddesk.core.money import currency_exponent
+from refunddesk.payouts.gateways._parse import json_object, text, timestamp
 from refunddesk.payouts.gateways.base import (
     FailureReason,
     GatewayNotification,
@@ -69,11 +69,11 @@ _REASON_WORDS: tuple[tuple[tuple[str, ...], FailureReason], ...] = (
 )
 
 
-def failure_reason_for(text: str | None) -> FailureReason:
+def failure_reason_for(refusal: str | None) -> FailureReason:
     """Map an Adyen refusal text onto the desk's failure reasons."""
-    if not text:
+    if not refusal:
         return FailureReason.UNKNOWN
-    lowered = text.lower()
+    lowered = refusal.lower()
     for words, reason in _REASON_WORDS:
         if any(word in lowered for word in words):
             return reason
@@ -168,7 +168,7 @@ class AdyenGateway:
         if status == 429 or status >= 500 or status == 409:
             # 409: a request with this Idempotency-Key is still being processed.
             raise GatewayUnavailable(f"adyen: HTTP {status}")
-        data = _json_object(response)
+        data = json_object(response)
         message = str(data.get("message") or f"HTTP {status}")
         if status in (200, 201):
             psp = data.get("pspReference")
@@ -181,11 +181,11 @@ class AdyenGateway:
                 f"adyen: {message} (check api_key and merchant_account)",
             )
         code = data.get("errorCode")
-        text = f"adyen: {message}" + (f" (error {code})" if code else "")
+        words = f"adyen: {message}" + (f" (error {code})" if code else "")
         reason = failure_reason_for(message)
         if status in (400, 404, 422) and reason is FailureReason.UNKNOWN:
             reason = FailureReason.DECLINED
-        return PayoutResult.failed(reason, text)
+        return PayoutResult.failed(reason, words)
 
     def lookup(self, request: PayoutRequest, gateway_reference: str | None) -> PayoutResult | None:
         # Adyen cannot be asked about a refund. Without its pspReference we never got the
@@ -243,8 +243,8 @@ DISPUTE_CLOSING = frozenset({"CHARGEBACK_REVERSED", "PREARBITRATION_WON"})
 def _notification(item: Mapping[str, Any]) -> GatewayNotification:
     event_code = str(item.get("eventCode") or "")
     success = str(item.get("success") or "").lower()
-    psp = _text(item.get("pspReference"))
-    reason_text = _text(item.get("reason"))
+    psp = text(item.get("pspReference"))
+    reason_text = text(item.get("reason"))
     kind = NotificationKind.IGNORED
     failure: FailureReason | None = None
     message: str | None = None
@@ -268,7 +268,7 @@ def _notification(item: Mapping[str, Any]) -> GatewayNotification:
             if event_code in DISPUTE_CLOSING
             else NotificationKind.DISPUTE_OPENED
         )
-        payments = tuple(r for r in [_text(item.get("originalReference"))] if r)
+        payments = tuple(r for r in [text(item.get("originalReference"))] if r)
         message = f"adyen: {event_code.lower().replace('_', ' ')}: {reason_text or ''}".strip()
     is_refund = event_code in REFUND_EVENTS
     return GatewayNotification(
@@ -278,34 +278,12 @@ def _notification(item: Mapping[str, Any]) -> GatewayNotification:
         type=event_code,
         kind=kind,
         gateway_reference=psp,
-        idempotency_key=_text(item.get("merchantReference")) if is_refund else None,
+        idempotency_key=text(item.get("merchantReference")) if is_refund else None,
         failure_reason=failure,
         failure_message=message,
-        occurred_at=_event_date(item.get("eventDate")),
+        occurred_at=timestamp(item.get("eventDate")),
         payment_references=payments,
     )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _event_date(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def build(name: str, config: Mapping[str, Any]) -> AdyenGateway:

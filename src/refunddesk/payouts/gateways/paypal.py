@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from refunddesk.core.errors import InvalidCurrency
 from refunddesk.core.money import Money
+from refunddesk.payouts.gateways._parse import json_object, text, timestamp
 from refunddesk.payouts.gateways.base import (
     FailureReason,
     GatewayNotification,
@@ -167,7 +168,7 @@ class PayPalGateway:
                 raise _NotConfigured(
                     f"paypal: client credentials refused (HTTP {response.status_code})"
                 )
-            data = _json_object(response)
+            data = json_object(response)
             token = data.get("access_token")
             if response.status_code != 200 or not isinstance(token, str):
                 raise GatewayUnavailable(
@@ -228,7 +229,7 @@ class PayPalGateway:
         except _NotConfigured as exc:
             return PayoutResult.failed(FailureReason.GATEWAY_NOT_CONFIGURED, str(exc))
         if response.status_code in (200, 201):
-            return _refund_result(_json_object(response))
+            return _refund_result(json_object(response))
         return _error_result(response)
 
     def lookup(self, request: PayoutRequest, gateway_reference: str | None) -> PayoutResult | None:
@@ -244,7 +245,7 @@ class PayPalGateway:
             return None
         if response.status_code != 200:
             raise GatewayUnavailable(f"paypal: refund lookup answered HTTP {response.status_code}")
-        return _refund_result(_json_object(response))
+        return _refund_result(json_object(response))
 
     # -- webhooks --------------------------------------------------------------------
 
@@ -277,7 +278,7 @@ class PayPalGateway:
             )
         except _NotConfigured as exc:
             raise InvalidSignature(f"paypal: cannot verify with this account: {exc}") from exc
-        status = _json_object(response).get("verification_status")
+        status = json_object(response).get("verification_status")
         if response.status_code != 200 or status != "SUCCESS":
             raise InvalidSignature(
                 f"paypal: webhook signature not verified ({status or response.status_code})"
@@ -288,12 +289,12 @@ class PayPalGateway:
 
 
 def _refund_result(data: Mapping[str, Any]) -> PayoutResult:
-    refund_id = _text(data.get("id"))
+    refund_id = text(data.get("id"))
     status = str(data.get("status") or "")
     outcome = _STATUS.get(status)
     if refund_id is None or outcome is None:
         raise GatewayUnavailable(f"paypal: unreadable refund (status {status or 'missing'})")
-    arn = _text(data.get("acquirer_reference_number"))
+    arn = text(data.get("acquirer_reference_number"))
     if outcome is PayoutOutcome.FAILED:
         return PayoutResult.failed(
             FailureReason.DECLINED, _status_message(data), gateway_reference=refund_id
@@ -309,7 +310,7 @@ def _status_message(data: Mapping[str, Any]) -> str:
 
 
 def _error_result(response: httpx.Response) -> PayoutResult:
-    data = _json_object(response)
+    data = json_object(response)
     details = data.get("details")
     first = (
         details[0] if isinstance(details, list) and details and isinstance(details[0], dict) else {}
@@ -329,10 +330,10 @@ def _notification(event: Mapping[str, Any]) -> GatewayNotification:
     event_type = str(event["event_type"])
     resource = event.get("resource")
     resource = resource if isinstance(resource, dict) else {}
-    event_id = _text(event.get("id"))
+    event_id = text(event.get("id"))
     if event_id is None:
         raise ValueError("paypal: webhook event without id")
-    occurred = _timestamp(resource.get("update_time")) or _timestamp(event.get("create_time"))
+    occurred = timestamp(resource.get("update_time")) or timestamp(event.get("create_time"))
     if event_type in DISPUTE_EVENTS:
         return _dispute(event_id, event_type, resource, occurred)
     is_refund = event_type == REFUND_EVENT or (
@@ -348,11 +349,11 @@ def _notification(event: Mapping[str, Any]) -> GatewayNotification:
         event_id=event_id,
         type=event_type,
         kind=_KIND[outcome],
-        gateway_reference=_text(resource.get("id")),
-        idempotency_key=_text(resource.get("invoice_id")),
+        gateway_reference=text(resource.get("id")),
+        idempotency_key=text(resource.get("invoice_id")),
         failure_reason=FailureReason.DECLINED if failed else None,
         failure_message=_status_message(resource) if failed else None,
-        arn=_text(resource.get("acquirer_reference_number")),
+        arn=text(resource.get("acquirer_reference_number")),
         occurred_at=occurred,
     )
 
@@ -379,33 +380,11 @@ def _dispute(
         event_id=event_id,
         type=event_type,
         kind=NotificationKind.DISPUTE_CLOSED if won else NotificationKind.DISPUTE_OPENED,
-        gateway_reference=_text(resource.get("dispute_id")),
+        gateway_reference=text(resource.get("dispute_id")),
         failure_message=f"paypal: dispute {resource.get('status')}: {resource.get('reason')}",
         occurred_at=occurred,
         payment_references=captures,
     )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def build(name: str, config: Mapping[str, Any]) -> PayPalGateway:
