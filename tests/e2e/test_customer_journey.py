@@ -20,8 +20,8 @@ from refunddesk.bootstrap import Container, bootstrap
 from refunddesk.core.clock import FrozenClock
 from refunddesk.notifications import delays, dispatch, wiring
 from refunddesk.notifications.orm import NotificationSettings
-from refunddesk.payouts.gateways.sandbox import SandboxGateway
 from refunddesk.payouts.fakes._server import serve_in_thread
+from refunddesk.payouts.gateways.sandbox import SandboxGateway
 from refunddesk.webhooks_out import service as endpoints
 from tests.conftest import make_settings
 from tests.e2e.support import bearer
@@ -58,9 +58,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def desk(
-    database_url: str, tmp_path: Path, inbox: tuple[Inbox, int]
-) -> Iterator[Container]:
+def desk(database_url: str, tmp_path: Path, inbox: tuple[Inbox, int]) -> Iterator[Container]:
     settings = make_settings(
         database_url,
         smtp_host="127.0.0.1",
@@ -117,9 +115,9 @@ def test_a_portal_refund_is_told_in_german_signed_to_the_retailer_tracked_and_de
         assert shown.status_code == 200, shown.text
         done = confirm(web, shown)
         assert done.status_code in (200, 303), done.text
-        refunds = web.get(
-            "/v1/refunds", headers=tenant.headers, params={"limit": 5}
-        ).json()["items"]
+        refunds = web.get("/v1/refunds", headers=tenant.headers, params={"limit": 5}).json()[
+            "items"
+        ]
         [refund] = refunds
         assert (refund["channel"], refund["status"]) == ("portal", "pending_review")
         settle(desk)
