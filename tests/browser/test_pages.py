@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +13,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect,
 from refunddesk.api.app import create_app
 from refunddesk.bootstrap import bootstrap
 from refunddesk.core.clock import FrozenClock
+from refunddesk.payouts.fakes._server import serve_in_thread
 from refunddesk.payouts.gateways.sandbox import SandboxGateway
 from tests.conftest import NOW, make_settings
 from tests.web_seed import Seed, seed_desk
@@ -49,7 +47,6 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Live]:
     """A uvicorn server on a free loopback port, in a thread, over a seeded SQLite file."""
-    import uvicorn
 
     db = tmp_path_factory.mktemp("browser") / "refunddesk.db"
     shutil.copyfile(sqlite_template, db)
@@ -57,24 +54,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
         make_settings(f"sqlite:///{db}"), clock=FrozenClock(NOW), gateways=[SandboxGateway(seed=1)]
     )
     seed = seed_desk(container)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(container), log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield Live(f"http://127.0.0.1:{port}", seed)
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_in_thread(create_app(container), startup_timeout=15, lifespan=True) as url:
+        yield Live(url, seed)
     container.close()
 
 

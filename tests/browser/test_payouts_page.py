@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +12,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from refunddesk.api.app import create_app
 from refunddesk.core.clock import FrozenClock
+from refunddesk.payouts.fakes._server import serve_in_thread
 from refunddesk.payouts.gateways.base import FAILURE_HELP, FailureReason
 from tests.browser.test_pages import ARGS, CHROMIUM, new_page
 from tests.conftest import NOW
@@ -39,31 +37,14 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Live]:
     """A uvicorn server on a free loopback port over a desk with one failed and one stuck payout."""
-    import uvicorn
 
     db = tmp_path_factory.mktemp("payouts") / "refunddesk.db"
     shutil.copyfile(sqlite_template, db)
     clock = FrozenClock(NOW)
     container = payout_container(f"sqlite:///{db}", clock)
     seed = seed_payouts(container, clock)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(container), log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield Live(f"http://127.0.0.1:{port}", seed)
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_in_thread(create_app(container), startup_timeout=15, lifespan=True) as url:
+        yield Live(url, seed)
     container.close()
 
 

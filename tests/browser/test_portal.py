@@ -5,9 +5,6 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +16,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from refunddesk.api.app import create_app
 from refunddesk.bootstrap import Container, bootstrap
 from refunddesk.core.clock import FrozenClock
+from refunddesk.payouts.fakes._server import serve_in_thread
 from refunddesk.payouts.gateways.sandbox import SandboxGateway
 from tests.conftest import NOW, make_settings
 from tests.factories import Factory
@@ -62,7 +60,6 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Live]:
     """A uvicorn server on a free loopback port, over a SQLite file with one retailer."""
-    import uvicorn
 
     folder = tmp_path_factory.mktemp("portal")
     shutil.copyfile(sqlite_template, folder / "refunddesk.db")
@@ -81,24 +78,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
         )
         for n in (1001, 1002)
     ]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(container), log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield Live(f"http://127.0.0.1:{port}", container, numbers)
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_in_thread(create_app(container), startup_timeout=15, lifespan=True) as url:
+        yield Live(url, container, numbers)
     container.close()
 
 

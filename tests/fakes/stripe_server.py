@@ -25,7 +25,6 @@ import copy
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 import uuid
@@ -35,11 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from refunddesk.payouts.fakes._server import serve_in_thread
 
 API_KEY = "sk_test_fake_refunddesk"
 MAX_AMOUNT = 99_999_999
@@ -431,26 +431,9 @@ def create_app(fake: FakeStripe) -> Starlette:
 def running_fake_stripe() -> Iterator[FakeStripe]:
     """A FakeStripe served by uvicorn in a thread on a free loopback port."""
     fake = FakeStripe()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    fake.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(fake), log_level="warning", lifespan="off", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake Stripe server did not start")
-        time.sleep(0.01)
-    try:
+    with serve_in_thread(create_app(fake)) as url:
+        fake.url = url
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def sign_webhook(payload: bytes, secret: str, timestamp: int | None = None) -> str:
