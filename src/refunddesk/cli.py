@@ -14,6 +14,7 @@ from rich.table import Table
 
 from refunddesk.auth.domain import Role
 from refunddesk.core.errors import DomainError
+from refunddesk.fraud import cli as fraud_cli
 from refunddesk.notifications.cli import app as notifications_app
 from refunddesk.payouts import cli as payouts_cli
 from refunddesk.payouts import store_credit_cli
@@ -42,6 +43,7 @@ app.add_typer(payouts_cli.gateways_app, name="gateways")
 app.add_typer(store_credit_cli.app, name="store-credit")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(notifications_app, name="notifications")
+app.add_typer(fraud_cli.app, name="fraud")
 
 console = Console()
 err = Console(stderr=True)
