@@ -12,11 +12,20 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks import http_bench, payouts, pipeline, policy_bench, profile_intake, webhooks, wrk
+from benchmarks import (
+    email_bench,
+    http_bench,
+    payouts,
+    pipeline,
+    policy_bench,
+    profile_intake,
+    webhooks,
+    wrk,
+)
 from benchmarks.results import Report
 from benchmarks.servers import ROOT
 
-BENCHES = ("intake", "read", "pipeline", "payouts", "profile", "policy", "webhooks")
+BENCHES = ("intake", "read", "pipeline", "payouts", "profile", "policy", "webhooks", "email")
 DEFAULT = ("intake", "read", "pipeline", "payouts")
 ORDER = {"intake": 0, "read": 1, "trivial": 2}
 
@@ -44,6 +53,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--payouts-n", type=int, help="refunds per payout run at 0 ms (default 20000)")
     p.add_argument("--webhooks-n", type=int, help="webhook deliveries (default 20000)")
+    p.add_argument("--email-n", type=int, help="customer emails (default 10000)")
     p.add_argument("--profile-requests", type=int, default=3000)
     p.add_argument("--policy-n", type=int, help="refunds per policy intake run (default 20000)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
@@ -54,6 +64,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.payouts_n = args.payouts_n or (3000 if args.quick else 20_000)
     args.policy_n = args.policy_n or (3000 if args.quick else 20_000)
     args.webhooks_n = args.webhooks_n or (3000 if args.quick else 20_000)
+    args.email_n = args.email_n or (2000 if args.quick else 10_000)
     if args.quick:
         args.profile_requests = min(args.profile_requests, 500)
     return args
@@ -120,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
                     rounds=1 if args.quick else 2,
                     evaluations=2_000 if args.quick else 20_000,
                 ),
+                console,
+            )
+        if "email" in selected:
+            console.rule("email")
+            report.phases += email_bench.run(
+                work / "email",
+                email_bench.EmailBenchConfig(args.email_n, args.pipeline_max_seconds),
                 console,
             )
         if "webhooks" in selected:

@@ -13,6 +13,7 @@ Three phases on one SQLite database (synchronous NORMAL):
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ import httpx
 from rich.console import Console
 from sqlalchemy import func, select
 
+from benchmarks.payouts import _cpu_seconds
 from benchmarks.results import PhaseRow, at_least
 from benchmarks.servers import ROOT, free_port
 from refunddesk.bootstrap import bootstrap
@@ -81,6 +83,30 @@ def _wait_up(url: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError("the webhook receiver did not start")
+
+
+class _Cpu:
+    """CPU spent from now on by this process (the sender) and by the receiver process.
+
+    On a busy machine throughput falls, but CPU per webhook does not: the two together say
+    what two idle cores would do.
+    """
+
+    def __init__(self, receiver_pid: int) -> None:
+        self.pid = receiver_pid
+        self.sender = time.process_time()
+        self.receiver = _cpu_seconds(receiver_pid)
+        self.load = os.getloadavg()[0]
+
+    def per_item(self, items: int) -> dict[str, object]:
+        sender = time.process_time() - self.sender
+        receiver = _cpu_seconds(self.pid) - self.receiver
+        per = max(items, 1)
+        return {
+            "sender_cpu_ms_per_webhook": round(sender * 1000 / per, 3),
+            "receiver_cpu_ms_per_webhook": round(receiver * 1000 / per, 3),
+            "load_average_1m": [round(self.load, 2), round(os.getloadavg()[0], 2)],
+        }
 
 
 def _event(tenant_id: str, n: int, at: datetime) -> DispatchEvent:
@@ -156,6 +182,7 @@ def run(work: Path, cfg: WebhookBenchConfig, console: Console) -> list[PhaseRow]
         stop = threading.Event()
         worker = container.worker("bench")
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        cpu = _Cpu(receiver.pid)
         started = time.perf_counter()
         thread.start()
         remaining = n
@@ -173,7 +200,7 @@ def run(work: Path, cfg: WebhookBenchConfig, console: Console) -> list[PhaseRow]
                 sent,
                 seconds,
                 targets=[at_least("webhooks/s", sent / seconds, TARGET)],
-                notes={"unsent": remaining},
+                notes={"unsent": remaining, **cpu.per_item(sent)},
             )
         )
         console.print(f"  queue: {rows[-1].per_second:,.0f} webhooks/s")
@@ -184,13 +211,18 @@ def run(work: Path, cfg: WebhookBenchConfig, console: Console) -> list[PhaseRow]
             Request(0, tenant_id, f"d{i}", "e", hook_url, f"direct-{i}", body, (secret,))
             for i in range(n)
         ]
+        cpu = _Cpu(receiver.pid)
         started = time.perf_counter()
         results = list(sender._pool.map(sender.send, requests))
         seconds = time.perf_counter() - started
         ok = sum(r.ok for r in results)
         rows.append(
             PhaseRow(
-                "webhooks", "direct (sign + POST, no queue)", ok, seconds, notes={"failed": n - ok}
+                "webhooks",
+                "direct (sign + POST, no queue)",
+                ok,
+                seconds,
+                notes={"failed": n - ok, **cpu.per_item(ok)},
             )
         )
         console.print(f"  direct: {rows[-1].per_second:,.0f} webhooks/s")

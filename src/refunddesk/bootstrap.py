@@ -30,6 +30,9 @@ from refunddesk.returns.jobs import EXPIRY_INTERVAL_SECONDS, expire_overdue
 from refunddesk.settings import Settings, get_settings
 from refunddesk.webhooks_out.sender import DeliveryHandler
 
+# SQLite's planner statistics age as tables grow; ANALYZE is sampled, so this is cheap.
+STATISTICS_INTERVAL_SECONDS = 600.0
+
 
 @dataclass
 class Container:
@@ -179,5 +182,13 @@ def bootstrap(
             "expire overdue returns",
         )
     )
+    if db.is_sqlite:
+        container.periodic.append(
+            Periodic(
+                STATISTICS_INTERVAL_SECONDS,
+                db.refresh_statistics,
+                "refresh SQLite's query planner statistics",
+            )
+        )
     notifications.install(container)
     return container

@@ -168,3 +168,20 @@ def test_agents_see_recipients_masked() -> None:
     assert mask("ada@example.com") == "a***@example.com"
     assert mask("+4915112345678") == "+49*******5678"
     assert mask(None) == "—"
+
+
+def test_a_line_break_in_a_subject_or_name_never_starts_a_new_header() -> None:
+    sender = SmtpSender(host="127.0.0.1", port=1, sender="refunds@example.com", starttls=False)
+    email = OutgoingEmail(
+        message_id="01M813W5BEVDZCARAWRNQT8R6M",
+        to="customer@example.com",
+        subject="Your refund\r\nBcc: someone@example.com",
+        text="Grüße",
+        html="<p>Grüße</p>",
+        sender_name="Northwind\nX-Injected: 1",
+    )
+    raw = sender.build(email).as_bytes()
+    headers = raw.split(b"\n\n", 1)[0].decode()
+    assert "\nBcc:" not in headers
+    assert "\nX-Injected:" not in headers
+    assert "Subject: Your refund Bcc: someone@example.com" in headers

@@ -152,9 +152,19 @@ def dispatch_batch(session: Session, *, now: datetime, config: DispatchConfig) -
 def _load(
     session: Session, keys: Sequence[tuple[str, str]]
 ) -> tuple[list[DispatchEvent], dict[str, _Extra]]:
-    rows = session.execute(
+    # Columns, not RefundEvent entities: the events are only read, and building ORM
+    # instances was a quarter of the dispatcher's time.
+    found = session.execute(
         select(
-            RefundEvent,
+            RefundEvent.tenant_id,
+            RefundEvent.id,
+            RefundEvent.refund_id,
+            RefundEvent.seq,
+            RefundEvent.type,
+            RefundEvent.from_status,
+            RefundEvent.to_status,
+            RefundEvent.at,
+            RefundEvent.data,
             Refund.reference,
             Refund.amount_minor,
             Refund.currency,
@@ -175,23 +185,24 @@ def _load(
         .join(Order, (Order.tenant_id == Refund.tenant_id) & (Order.id == Refund.order_id))
         .join(Tenant, Tenant.id == Refund.tenant_id)
         .where(pairs_in(RefundEvent.tenant_id, RefundEvent.id, keys))
-        .order_by(RefundEvent.at, RefundEvent.id)
     ).all()
+    # Sorted here, not by ORDER BY: with it, SQLite reads the tenant's whole event history
+    # through ix_refund_events_tenant_at instead of the batch's keys through the primary key.
+    rows = sorted(found, key=lambda row: (row.at, row.id))
     events: list[DispatchEvent] = []
     extras: dict[str, _Extra] = {}
     for row in rows:
-        e: RefundEvent = row[0]
         events.append(
             DispatchEvent(
-                tenant_id=e.tenant_id,
-                event_id=e.id,
-                refund_id=e.refund_id,
-                seq=e.seq,
-                type=e.type,
-                from_status=e.from_status,
-                to_status=e.to_status,
-                at=e.at,
-                data=dict(e.data or {}),
+                tenant_id=row.tenant_id,
+                event_id=row.id,
+                refund_id=row.refund_id,
+                seq=row.seq,
+                type=row.type,
+                from_status=row.from_status,
+                to_status=row.to_status,
+                at=row.at,
+                data=dict(row.data or {}),
                 refund_reference=row.reference,
                 amount_minor=row.amount_minor,
                 currency=row.currency,
@@ -207,7 +218,7 @@ def _load(
             method = str(override)
         elif row.refund_method == "store_credit":
             method = "store_credit"
-        extras[e.id] = _Extra(retailer=row.name, timezone=row.timezone, method=method)
+        extras[row.id] = _Extra(retailer=row.name, timezone=row.timezone, method=method)
     return events, extras
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from refunddesk.core.clock import Clock
 from refunddesk.core.ids import new_id
+from refunddesk.db.base import table_of
 from refunddesk.db.keys import pairs_in
 from refunddesk.db.uow import Database
 from refunddesk.jobs.queue import ClaimedJob
@@ -37,10 +39,39 @@ from refunddesk.tenants.orm import Tenant
 log = logging.getLogger(__name__)
 
 
+# What sending reads of a message: plain columns, not entities (bodies can be large and
+# nothing here changes them through the ORM).
+_READ = (
+    Message.tenant_id,
+    Message.id,
+    Message.channel,
+    Message.recipient,
+    Message.subject,
+    Message.body_text,
+    Message.body_html,
+    Message.status,
+    Message.attempts,
+)
+_MESSAGES = table_of(Message)
+# One executemany per batch for the attempts and one for the messages they settle.
+_INSERT_ATTEMPTS = insert(table_of(MessageAttempt))
+_SETTLE = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.tenant_id == bindparam("b_tenant"), _MESSAGES.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        last_error=bindparam("b_error"),
+        provider_id=bindparam("b_provider"),
+        updated_at=bindparam("b_at"),
+    )
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Work:
     job: ClaimedJob
-    message: Message
+    message: Any  # a row of _READ
     retailer: str
     reply_to: str | None
 
@@ -83,23 +114,22 @@ class MessageHandler:
         keys = {(j.tenant_id or "", str(j.payload.get("message_id"))): j for j in jobs}
         with self.db.read() as session:
             rows = session.execute(
-                select(Message, Tenant.name, NotificationSettings.reply_to)
+                select(*_READ, Tenant.name, NotificationSettings.reply_to)
                 .join(Tenant, Tenant.id == Message.tenant_id)
                 .outerjoin(
                     NotificationSettings, NotificationSettings.tenant_id == Message.tenant_id
                 )
                 .where(pairs_in(Message.tenant_id, Message.id, list(keys)))
             ).all()
-            session.expunge_all()
         work = []
         found = set()
-        for message, retailer, reply_to in rows:
+        for message in rows:
             job = keys[(message.tenant_id, message.id)]
             found.add(job.id)
             if message.status != QUEUED:  # sent (or settled) already: never again
                 outcomes[job.id] = Outcome.done()
                 continue
-            work.append(_Work(job, message, retailer, reply_to))
+            work.append(_Work(job, message, message.name, message.reply_to))
         for job in jobs:
             if job.id not in found:
                 outcomes[job.id] = Outcome.fail("message not found")
@@ -129,42 +159,49 @@ class MessageHandler:
         outcomes: dict[int, Outcome],
     ) -> None:
         now = self.clock.now()
+        attempts: list[dict[str, Any]] = []
+        settled: list[dict[str, Any]] = []
+        for w in work:
+            result = results[w.job.id]
+            attempt_no = w.message.attempts + 1
+            last_try = w.job.attempts >= w.job.max_attempts
+            if isinstance(result, Sent):
+                status, error, outcome = SENT, None, Outcome.done()
+            elif result.permanent or last_try:
+                status, error = FAILED, str(result)
+                outcome = Outcome.fail(error)
+            else:
+                status, error, outcome = QUEUED, str(result), Outcome.retry(str(result))
+            provider_id = result.provider_id if isinstance(result, Sent) else None
+            attempts.append(
+                {
+                    "tenant_id": w.message.tenant_id,
+                    "id": new_id(),
+                    "message_id": w.message.id,
+                    "attempt_no": attempt_no,
+                    "status": SENT if isinstance(result, Sent) else FAILED,
+                    "error": error,
+                    "provider_id": provider_id,
+                    "at": now,
+                }
+            )
+            settled.append(
+                {
+                    "b_tenant": w.message.tenant_id,
+                    "b_id": w.message.id,
+                    "b_status": status,
+                    "b_attempts": attempt_no,
+                    "b_error": error,
+                    "b_provider": provider_id,
+                    "b_at": now,
+                }
+            )
+            outcomes[w.job.id] = outcome
+        if not attempts:
+            return
         with self.db.write() as session:
-            for w in work:
-                result = results[w.job.id]
-                attempt_no = w.message.attempts + 1
-                last_try = w.job.attempts >= w.job.max_attempts
-                if isinstance(result, Sent):
-                    status, error, outcome = SENT, None, Outcome.done()
-                elif result.permanent or last_try:
-                    status, error = FAILED, str(result)
-                    outcome = Outcome.fail(error)
-                else:
-                    status, error, outcome = QUEUED, str(result), Outcome.retry(str(result))
-                session.add(
-                    MessageAttempt(
-                        tenant_id=w.message.tenant_id,
-                        id=new_id(),
-                        message_id=w.message.id,
-                        attempt_no=attempt_no,
-                        status=SENT if isinstance(result, Sent) else FAILED,
-                        error=error,
-                        provider_id=result.provider_id if isinstance(result, Sent) else None,
-                        at=now,
-                    )
-                )
-                session.execute(
-                    update(Message)
-                    .where(Message.tenant_id == w.message.tenant_id, Message.id == w.message.id)
-                    .values(
-                        status=status,
-                        attempts=attempt_no,
-                        last_error=error,
-                        provider_id=result.provider_id if isinstance(result, Sent) else None,
-                        updated_at=now,
-                    )
-                )
-                outcomes[w.job.id] = outcome
+            session.execute(_INSERT_ATTEMPTS, attempts)
+            session.execute(_SETTLE, settled)
 
     def on_dead(self, session: Session, job: ClaimedJob, error: str) -> None:
         """A job given up on (lease lost, handler error): the message failed."""
