@@ -13,7 +13,11 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmarks import (
+    console_queue,
     email_bench,
+    escalation_scan,
+    fraud_model,
+    fraud_scoring,
     http_bench,
     payouts,
     pipeline,
@@ -25,7 +29,20 @@ from benchmarks import (
 from benchmarks.results import Report
 from benchmarks.servers import ROOT
 
-BENCHES = ("intake", "read", "pipeline", "payouts", "profile", "policy", "webhooks", "email")
+BENCHES = (
+    "intake",
+    "read",
+    "pipeline",
+    "payouts",
+    "profile",
+    "policy",
+    "webhooks",
+    "email",
+    "escalation",
+    "fraud-model",
+    "console",
+    "fraud",
+)
 DEFAULT = ("intake", "read", "pipeline", "payouts")
 ORDER = {"intake": 0, "read": 1, "trivial": 2}
 
@@ -54,6 +71,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--payouts-n", type=int, help="refunds per payout run at 0 ms (default 20000)")
     p.add_argument("--webhooks-n", type=int, help="webhook deliveries (default 20000)")
     p.add_argument("--email-n", type=int, help="customer emails (default 10000)")
+    p.add_argument(
+        "--escalation-n", type=int, help="open refunds the escalation scan runs over (1000000)"
+    )
+    p.add_argument(
+        "--escalation-due", type=float, default=0.001, help="share of them due in one pass"
+    )
+    p.add_argument("--console-n", type=int, help="refunds in the console's tenant (100000)")
+    p.add_argument(
+        "--fraud-history", type=int, help="refunds in the fraud bench's history (1000000)"
+    )
     p.add_argument("--profile-requests", type=int, default=3000)
     p.add_argument("--policy-n", type=int, help="refunds per policy intake run (default 20000)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
@@ -65,6 +92,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.policy_n = args.policy_n or (3000 if args.quick else 20_000)
     args.webhooks_n = args.webhooks_n or (3000 if args.quick else 20_000)
     args.email_n = args.email_n or (2000 if args.quick else 10_000)
+    args.escalation_n = args.escalation_n or (50_000 if args.quick else 1_000_000)
+    args.console_n = args.console_n or (5_000 if args.quick else 100_000)
+    args.fraud_history = args.fraud_history or (100_000 if args.quick else 1_000_000)
     if args.quick:
         args.profile_requests = min(args.profile_requests, 500)
     return args
@@ -145,6 +175,48 @@ def main(argv: list[str] | None = None) -> int:
             report.phases += webhooks.run(
                 work / "webhooks",
                 webhooks.WebhookBenchConfig(args.webhooks_n, args.pipeline_max_seconds),
+                console,
+            )
+        if "escalation" in selected:
+            console.print("[bold]Escalation scan[/bold]")
+            report.phases += escalation_scan.run(
+                work / "escalation",
+                escalation_scan.EscalationBenchConfig(
+                    refunds=args.escalation_n,
+                    due_fraction=args.escalation_due,
+                    tenants=4,
+                    pg_url=payouts.pg_base_url(),
+                ),
+                console,
+            )
+        if "fraud-model" in selected:
+            console.print("[bold]Fraud model scoring[/bold]")
+            report.phases += fraud_model.run(
+                work / "fraud-model",
+                fraud_model.FraudModelBenchConfig(orders=5_000 if args.quick else 20_000),
+                console,
+            )
+        if "console" in selected:
+            console.print("[bold]Console queue page[/bold]")
+            report.phases += console_queue.run(
+                work / "console",
+                console_queue.ConsoleBenchConfig(
+                    refunds=args.console_n, requests=30 if args.quick else 200
+                ),
+                console,
+            )
+        if "fraud" in selected:
+            console.print("[bold]Fraud scoring (intake and batch)[/bold]")
+            report.phases += fraud_scoring.run(
+                work / "fraud",
+                fraud_scoring.FraudBenchConfig(
+                    history=args.fraud_history,
+                    customers=max(args.fraud_history // 10, 1000),
+                    open_refunds=args.fraud_history // 10,
+                    intake=300 if args.quick else 1_000,
+                    throughput=1_000 if args.quick else 2_000,
+                    rounds=1 if args.quick else 2,
+                ),
                 console,
             )
         if "profile" in selected:

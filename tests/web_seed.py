@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from refunddesk.auth.domain import Role
 from refunddesk.bootstrap import Container
@@ -10,6 +11,7 @@ from refunddesk.jobs import queue
 from refunddesk.jobs.orm import Job
 from refunddesk.refunds import service as refunds
 from refunddesk.refunds.schemas import RefundCreate
+from tests.console_support import make_user
 from tests.factories import Factory
 
 OLD = {"purchased_at": "2026-01-10T10:00:00Z", "delivered_at": "2026-01-12T10:00:00Z"}
@@ -21,6 +23,8 @@ class Seed:
     tracked_email: str
     admin_key: str
     agent_key: str
+    admin_email: str  # a desk admin user (password tests.console_support.PASSWORD)
+    agent_email: str  # an agent of Northwind Outfitters
     dead_job_id: int
     tenant_ids: dict[str, str] = field(default_factory=dict)
     # tenant name -> status -> count
@@ -40,6 +44,11 @@ def _refund(c: Container, tenant_id: str, order: str, amount: int) -> tuple[str,
             actor="agent:seed",
         )
         return refund.id, refund.reference
+
+
+def _user(c: Container, email: str, **kwargs: Any) -> str:
+    make_user(c, email, **kwargs)
+    return email
 
 
 def seed_desk(container: Container) -> Seed:
@@ -99,6 +108,8 @@ def seed_desk(container: Container) -> Seed:
         tracked_email=email,
         admin_key=f.key(None, Role.ADMIN),
         agent_key=f.key(north.id, Role.AGENT),
+        admin_email=_user(c, "admin@desk.example", admin=True),
+        agent_email=_user(c, "agent@desk.example", roles={north.id: Role.AGENT}),
         dead_job_id=dead_id,
         tenant_ids={
             "Northwind Outfitters": north.id,

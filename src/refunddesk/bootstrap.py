@@ -14,6 +14,7 @@ from refunddesk.auth.service import KeyAuthenticator
 from refunddesk.core.clock import Clock, SystemClock
 from refunddesk.db.engine import make_engine
 from refunddesk.db.uow import Database
+from refunddesk.escalation import wiring as escalation_wiring
 from refunddesk.jobs.worker import Handler, Periodic, Worker, WorkerConfig
 from refunddesk.notifications import wiring as notifications
 from refunddesk.payouts.bank import WriteReport, WrittenFile, write_files
@@ -126,7 +127,9 @@ def bootstrap(
         clock=clock,
         gateways=registry,
         authenticator=KeyAuthenticator(cache_seconds=settings.api_key_cache_seconds),
-        intake=IntakeConfig(job_max_attempts=settings.job_max_attempts),
+        intake=IntakeConfig(
+            job_max_attempts=settings.job_max_attempts, fraud_scoring=settings.fraud_scoring
+        ),
         secret_key=settings.secret_key or secrets.token_urlsafe(32),
         gateway_configs={
             "stripe": stripe.StripeConfig,
@@ -191,4 +194,5 @@ def bootstrap(
             )
         )
     notifications.install(container)
+    escalation_wiring.install(container)
     return container

@@ -12,8 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from refunddesk.auth import cli as users_cli
 from refunddesk.auth.domain import Role
 from refunddesk.core.errors import DomainError
+from refunddesk.escalation import cli as escalation_cli
 from refunddesk.fraud import cli as fraud_cli
 from refunddesk.notifications.cli import app as notifications_app
 from refunddesk.payouts import cli as payouts_cli
@@ -44,6 +46,9 @@ app.add_typer(store_credit_cli.app, name="store-credit")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(fraud_cli.app, name="fraud")
+app.add_typer(users_cli.app, name="users")
+app.add_typer(escalation_cli.app, name="escalations")
+app.add_typer(escalation_cli.sla_app, name="sla")
 
 console = Console()
 err = Console(stderr=True)
@@ -166,7 +171,10 @@ def demo(
         f"[bold]Demo loaded:[/bold] {result['refunds']} refunds across "
         f"{len(result['tenants'])} retailers.\n"
     )
-    console.print(f"desk admin key (sign in at /desk): {result['admin_key']}", soft_wrap=True)
+    console.print("[bold]Sign in at http://127.0.0.1:8000/desk[/bold] as:")
+    for user in result.get("users", []):
+        console.print(f"  {user['role']:<14} {user['email']}  password {user['password']}")
+    console.print(f"\ndesk admin API key: {result['admin_key']}", soft_wrap=True)
     for tenant in result["tenants"]:
         console.print(f"\n[bold]{tenant['name']}[/bold]  tenant id {tenant['tenant_id']}")
         for role, key in tenant["keys"].items():
@@ -182,6 +190,12 @@ def demo(
         console.print(
             f"Track a refund at http://127.0.0.1:8000/track with reference "
             f"{result['sample']['reference']} and email {result['sample']['email']}",
+            soft_wrap=True,
+        )
+    if result.get("fraud_ring"):
+        console.print(
+            f"Held for fraud review (a linked-account ring, in {result['tenants'][0]['name']}): "
+            f"{', '.join(result['fraud_ring'])}",
             soft_wrap=True,
         )
 

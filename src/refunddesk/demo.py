@@ -14,6 +14,7 @@ from typing import Any
 from rich.progress import Progress
 from sqlalchemy import update
 
+from refunddesk.auth import users as desk_users
 from refunddesk.auth.domain import Role
 from refunddesk.auth.service import create_key
 from refunddesk.bootstrap import Container
@@ -36,6 +37,15 @@ from refunddesk.refunds.schemas import RefundCreate
 from refunddesk.tenants.service import create_tenant
 
 DEMO_ACTOR = "agent:demo"
+# Console accounts to sign in with at once (documented in the README; demo data only).
+DEMO_PASSWORD = "refunddesk-demo"  # noqa: S105
+DEMO_USERS = (
+    ("admin@demo.refunddesk", "Dana Admin", None),
+    ("agent@demo.refunddesk", "Alex Agent", Role.AGENT),
+    ("supervisor@demo.refunddesk", "Sam Supervisor", Role.SUPERVISOR),
+    ("finance@demo.refunddesk", "Fran Finance", Role.FINANCE),
+    ("viewer@demo.refunddesk", "Vic Viewer", Role.CLIENT_VIEWER),
+)
 APPROVERS = (DEMO_ACTOR, "supervisor:demo-lead", "finance:demo")
 
 
@@ -244,6 +254,8 @@ def load_demo(
                 )
                 if at < real_now - timedelta(minutes=5):
                     plan.append((at, tenant.id, order, cat.name))
+    with container.db.write() as session:
+        result["users"] = _demo_users(session, clock, [t["tenant_id"] for t in result["tenants"]])
     plan.sort(key=lambda item: item[0])
     sample: dict[str, str] = {}
     with Progress(disable=not progress, transient=True) as bar:
@@ -274,6 +286,7 @@ def load_demo(
             if index < undrained:
                 worker.drain()
             bar.advance(task)
+    result["fraud_ring"] = _fraud_ring(container, clock, RETAILERS[0], result, real_now)
     _mark_dispatched(container, [t["tenant_id"] for t in result["tenants"]])
     with container.db.read() as session:
         from sqlalchemy import select
@@ -295,6 +308,75 @@ def load_demo(
     result["sample"] = sample
     result["refunds"] = len(plan)
     return result
+
+
+def _fraud_ring(
+    container: Container,
+    clock: FrozenClock,
+    cat: Catalogue,
+    result: dict[str, Any],
+    real_now: datetime,
+) -> list[str]:
+    """Five accounts on one device and one card claim 'not received' in two days: the later
+    claims are held for review with the ring in their risk reasons (refunddesk.fraud)."""
+    tenant_id = result["tenants"][0]["tenant_id"]
+    sku, name, category, price = cat.products[0]
+    address = {"line1": "Hafenstrasse 12", "postal_code": "20457", "country": "DE"}
+    held: list[str] = []
+    for n in range(5):
+        at = real_now - timedelta(days=2, hours=-8 * n)
+        clock._at = at - timedelta(days=3)
+        order = OrderCreate.model_validate(
+            {
+                "external_id": f"RING-{n + 1}",
+                "customer": {"email": f"sam.r{n}@example.net", "name": f"Sam R{n}"},
+                "currency": cat.currency,
+                "lines": [
+                    {
+                        "sku": sku,
+                        "name": name,
+                        "category": category,
+                        "quantity": 1,
+                        "unit_price_minor": price * cat.scale,
+                    }
+                ],
+                "payment": {
+                    "method": "card",
+                    "gateway": "sandbox",
+                    "reference": f"pay_ring_{n}",
+                    "fingerprint": "fp-demo-ring",
+                },
+                "purchased_at": at - timedelta(days=3),
+                "delivered_at": at - timedelta(days=1),
+                "shipping_address": address,
+                "device_id": "device-demo-ring",
+            }
+        )
+        try:
+            with container.db.write() as session:
+                create_orders(session, clock=clock, tenant_id=tenant_id, orders=[order])
+            clock._at = at
+            with container.db.write() as session:
+                refund, _ = refunds.request_refund(
+                    session,
+                    clock=clock,
+                    config=container.intake,
+                    tenant_id=tenant_id,
+                    data=RefundCreate.model_validate(
+                        {
+                            "order_id": order.external_id,
+                            "reason": str(Reason.NOT_RECEIVED),
+                            "lines": [{"sku": sku, "quantity": 1}],
+                            "delivery_confirmation": "signature",
+                        }
+                    ),
+                    actor="api:demo",
+                )
+                if refund.risk_level == "high":
+                    held.append(refund.reference)
+        except DomainError:
+            continue
+    return held
 
 
 def _mark_dispatched(container: Container, tenant_ids: list[str]) -> None:
@@ -391,3 +473,17 @@ def _agent_follow_up(
                 note="customer kept the item",
             )
     clock._at += timedelta(minutes=rng.uniform(1, 20))
+
+
+def _demo_users(session: Any, clock: FrozenClock, tenant_ids: list[str]) -> list[dict[str, str]]:
+    """One console user per role (the viewer sees the first retailer only)."""
+    out = []
+    for email, name, role in DEMO_USERS:
+        user = desk_users.create_user(
+            session, clock=clock, email=email, name=name, password=DEMO_PASSWORD, is_admin=not role
+        )
+        if role is not None:
+            for tenant_id in tenant_ids[:1] if role is Role.CLIENT_VIEWER else tenant_ids:
+                desk_users.grant(session, clock=clock, user=user, tenant_id=tenant_id, role=role)
+        out.append({"email": email, "role": str(role or "admin"), "password": DEMO_PASSWORD})
+    return out

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=8, ge=1)
     job_backoff_base_seconds: float = Field(default=2.0, gt=0)
     job_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    # Fraud risk scoring at intake (refunddesk.fraud); off only to measure what it costs.
+    fraud_scoring: bool = True
 
     # Payouts without a final answer: the sync job asks the gateway after these many seconds
     # (pending: accepted, answer to come; sent: no answer at all), every interval; the desk
@@ -65,12 +67,20 @@ class Settings(BaseSettings):
     rate_limit_storage: str = "memory://"
     portal_lookup_limit: str = "10/minute;50/hour"
     portal_request_limit: str = "20/hour"
+    # Console sign-in: failed attempts allowed per account and per client IP (then refused
+    # until the window moves on); successful sign-ins do not count.
+    login_failure_limit: str = "5/minute;20/hour"
+    login_failure_ip_limit: str = "30/minute;200/hour"
+    # Session cookies only over HTTPS (set it behind TLS; off for plain-HTTP local runs).
+    session_https_only: bool = False
 
     # Customer notifications: the dispatcher turns new refund events into messages every
     # interval; a delay alert is sent once for a refund past its expected date.
     dispatch_interval_seconds: float = Field(default=1.0, gt=0)
     dispatch_batch_size: int = Field(default=500, ge=1, le=5000)
     delay_alert_interval_seconds: float = Field(default=3600.0, gt=0)
+    # How often the worker runs the escalation scan (SLA near-breach, breach, rules).
+    escalation_scan_interval_seconds: float = Field(default=60.0, gt=0)
     # Email over SMTP; no host: email is off and email messages are stored as skipped.
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)

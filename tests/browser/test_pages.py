@@ -16,6 +16,7 @@ from refunddesk.core.clock import FrozenClock
 from refunddesk.payouts.fakes._server import serve_in_thread
 from refunddesk.payouts.gateways.sandbox import SandboxGateway
 from tests.conftest import NOW, make_settings
+from tests.console_support import PASSWORD
 from tests.web_seed import Seed, seed_desk
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -169,12 +170,14 @@ def test_an_admin_signs_in_to_the_desk_and_sees_the_chart(
     page = new_page(browser, page_errors, width=1366, height=1000)
     page.goto(live.url + "/desk")
     expect(page).to_have_url(live.url + "/desk/login")
-    page.get_by_label("Admin API key").fill(live.seed.agent_key)
+    page.get_by_label("Email address").fill(live.seed.admin_email)
+    page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_contain_text("needs an admin key")
+    expect(page.get_by_role("alert")).to_contain_text("do not match")
     shot(page, "desk-login-refused.png")
 
-    page.get_by_label("Admin API key").fill(live.seed.admin_key)
+    page.get_by_label("Email address").fill(live.seed.admin_email)
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(live.url + "/desk")
     chart = page.locator('svg[data-chart="status-by-tenant"]')
@@ -213,7 +216,8 @@ def test_an_admin_opens_a_retailers_policy_and_a_refund_from_the_desk(
 
     page = new_page(browser, page_errors, width=1366, height=1000)
     page.goto(live.url + "/desk/login")
-    page.get_by_label("Admin API key").fill(live.seed.admin_key)
+    page.get_by_label("Email address").fill(live.seed.admin_email)
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(live.url + "/desk")
 
@@ -233,7 +237,8 @@ def test_an_admin_opens_a_retailers_policy_and_a_refund_from_the_desk(
 
     phone = new_page(browser, page_errors, width=390, height=844)
     phone.goto(live.url + "/desk/login")
-    phone.get_by_label("Admin API key").fill(live.seed.admin_key)
+    phone.get_by_label("Email address").fill(live.seed.admin_email)
+    phone.get_by_label("Password").fill(PASSWORD)
     phone.get_by_role("button", name="Sign in").click()
     phone.goto(f"{live.url}/desk/tenants/{north}/policy")
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390

@@ -16,6 +16,7 @@ from refunddesk.payouts.fakes._server import serve_in_thread
 from refunddesk.payouts.gateways.base import FAILURE_HELP, FailureReason
 from tests.browser.test_pages import ARGS, CHROMIUM, new_page
 from tests.conftest import NOW
+from tests.console_support import PASSWORD
 from tests.e2e.test_web_payouts import ARN, VALID_IBAN, PayoutSeed, payout_container, seed_payouts
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -64,7 +65,8 @@ def shot(page: Page, name: str) -> None:
 def signed_in(browser: Browser, live: Live, errors: list[str], **size: int) -> Page:
     page = new_page(browser, errors, **size)
     page.goto(live.url + "/desk/login")
-    page.get_by_label("Admin API key").fill(live.seed.admin_key)
+    page.get_by_label("Email address").fill(live.seed.admin_email)
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(live.url + "/desk")
     return page

@@ -87,6 +87,9 @@ OPERATIONS = (
     "create_orders_batch",
     "get_order",
     "create_refund",
+    "label_refund_fraud",
+    "list_refund_fraud_labels",
+    "list_fraud_review_queue",
     "list_refunds",
     "get_refund",
     "list_refund_events",
@@ -130,6 +133,14 @@ OPERATIONS = (
     "retry_webhook_delivery",
     "get_notification_preferences",
     "set_notification_preferences",
+    "get_refund_clocks",
+    "log_customer_contact",
+    "list_escalations",
+    "get_escalation",
+    "escalate_refund",
+    "add_escalation_note",
+    "assign_escalation",
+    "resolve_escalation",
 )
 ADMIN_ONLY = {
     "list_jobs",
@@ -141,6 +152,12 @@ ADMIN_ONLY = {
 # Uploading and activating policies, and receiving, inspecting or losing returns, are for
 # supervisors (and agents): fuzz them past the 403.
 SUPERVISOR_ONLY = {
+    # escalations are worked by agents, supervisors and finance (escalations:work)
+    "log_customer_contact",
+    "escalate_refund",
+    "add_escalation_note",
+    "assign_escalation",
+    "resolve_escalation",
     "create_policy",
     "activate_policy",
     "backtest_policy",

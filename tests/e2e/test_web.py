@@ -1,4 +1,4 @@
-"""The server-rendered pages: home, customer tracking, and the admin desk."""
+"""The server-rendered pages: home, customer tracking, and the desk (user sign-in)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import select
 from refunddesk.bootstrap import Container
 from refunddesk.jobs.orm import Job
 from refunddesk.web.security import SESSION_COOKIE
+from tests.console_support import PASSWORD
 from tests.web_seed import Seed, seed_desk
 
 NOT_FOUND = "No refund matches this reference and email"
@@ -28,10 +29,12 @@ def csrf(client: TestClient, path: str) -> str:
     return match.group(1)
 
 
-def sign_in(client: TestClient, key: str) -> None:
+def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> None:
     token = csrf(client, "/desk/login")
     response = client.post(
-        "/desk/login", data={"csrf_token": token, "api_key": key}, follow_redirects=False
+        "/desk/login",
+        data={"csrf_token": token, "email": email, "password": password},
+        follow_redirects=False,
     )
     assert response.status_code == 303, response.text
 
@@ -143,27 +146,38 @@ def test_desk_redirects_to_sign_in_when_signed_out(client: TestClient) -> None:
     assert response.headers["location"] == "/desk/login"
 
 
-def test_an_agent_key_cannot_sign_in_to_the_desk(client: TestClient, seed: Seed) -> None:
-    token = csrf(client, "/desk/login")
-    page = client.post("/desk/login", data={"csrf_token": token, "api_key": seed.agent_key})
-    assert page.status_code == 401
-    assert "The desk needs an admin key" in page.text
-    assert client.get("/desk", follow_redirects=False).status_code == 303
+def test_an_agent_signs_in_to_their_queue_not_the_desk_overview(
+    client: TestClient, seed: Seed
+) -> None:
+    sign_in(client, seed.agent_email)
+    desk = client.get("/desk", follow_redirects=False)
+    assert (desk.status_code, desk.headers["location"]) == (303, "/desk/queue")
+    queue = client.get("/desk/queue")
+    assert queue.status_code == 200
+    assert "Northwind Outfitters" in queue.text
+    assert "Maple Home Goods" not in queue.text  # not a member there
 
 
-def test_an_unknown_key_cannot_sign_in(client: TestClient, seed: Seed) -> None:
+def test_a_wrong_password_or_unknown_user_cannot_sign_in(client: TestClient, seed: Seed) -> None:
     token = csrf(client, "/desk/login")
-    for key in ("rd_nope", "", "x" * 1000, "\x00"):
-        page = client.post("/desk/login", data={"csrf_token": token, "api_key": key})
+    for email, password in (
+        (seed.admin_email, "wrong password!"),
+        ("nobody@desk.example", PASSWORD),
+        ("", ""),
+        ("x" * 1000, "\x00"),
+    ):
+        page = client.post(
+            "/desk/login", data={"csrf_token": token, "email": email, "password": password}
+        )
         assert page.status_code == 401
     assert client.get("/desk", follow_redirects=False).status_code == 303
 
 
-def test_an_admin_key_signs_in_with_a_secure_session_cookie(client: TestClient, seed: Seed) -> None:
+def test_an_admin_signs_in_with_a_secure_session_cookie(client: TestClient, seed: Seed) -> None:
     token = csrf(client, "/desk/login")
     response = client.post(
         "/desk/login",
-        data={"csrf_token": token, "api_key": seed.admin_key},
+        data={"csrf_token": token, "email": seed.admin_email, "password": PASSWORD},
         follow_redirects=False,
     )
     assert response.status_code == 303
@@ -172,7 +186,7 @@ def test_an_admin_key_signs_in_with_a_secure_session_cookie(client: TestClient, 
     assert cookie.startswith(SESSION_COOKIE)
     assert "httponly" in cookie
     assert "samesite=lax" in cookie
-    assert seed.admin_key not in response.headers["set-cookie"]
+    assert PASSWORD not in response.headers["set-cookie"]
     desk = client.get("/desk")
     assert desk.status_code == 200
     assert 'data-chart="status-by-tenant"' in desk.text
@@ -180,7 +194,11 @@ def test_an_admin_key_signs_in_with_a_secure_session_cookie(client: TestClient, 
 
 def test_login_without_csrf_token_is_refused(client: TestClient, seed: Seed) -> None:
     csrf(client, "/desk/login")
-    page = client.post("/desk/login", data={"api_key": seed.admin_key}, follow_redirects=False)
+    page = client.post(
+        "/desk/login",
+        data={"email": seed.admin_email, "password": PASSWORD},
+        follow_redirects=False,
+    )
     assert page.status_code == 403
     assert client.get("/desk", follow_redirects=False).status_code == 303
 
@@ -193,7 +211,7 @@ def test_a_tampered_session_cookie_is_not_signed_in(client: TestClient, seed: Se
 
 
 def test_desk_counts_per_tenant_match_the_data(client: TestClient, seed: Seed) -> None:
-    sign_in(client, seed.admin_key)
+    sign_in(client, seed.admin_email)
     page = client.get("/desk").text
     for name, expected in seed.expected.items():
         row = re.search(rf'<tr data-tenant-id="{seed.tenant_ids[name]}">(.*?)</tr>', page, re.S)
@@ -210,7 +228,7 @@ def test_desk_counts_per_tenant_match_the_data(client: TestClient, seed: Seed) -
 def test_rerunning_a_dead_job_from_the_desk_queues_it(
     client: TestClient, container: Container, seed: Seed
 ) -> None:
-    sign_in(client, seed.admin_key)
+    sign_in(client, seed.admin_email)
     token = csrf(client, "/desk")
     response = client.post(
         f"/desk/jobs/{seed.dead_job_id}/rerun", data={"csrf_token": token}, follow_redirects=False
@@ -227,7 +245,7 @@ def test_rerunning_a_dead_job_from_the_desk_queues_it(
 def test_rerun_without_csrf_token_changes_nothing(
     client: TestClient, container: Container, seed: Seed
 ) -> None:
-    sign_in(client, seed.admin_key)
+    sign_in(client, seed.admin_email)
     for data in ({}, {"csrf_token": "wrong"}):
         response = client.post(f"/desk/jobs/{seed.dead_job_id}/rerun", data=data)
         assert response.status_code == 403
@@ -250,7 +268,7 @@ def test_rerun_when_signed_out_changes_nothing(
 def test_rerun_of_a_bad_job_id_is_a_message_not_an_error(
     client: TestClient, seed: Seed, job_id: str
 ) -> None:
-    sign_in(client, seed.admin_key)
+    sign_in(client, seed.admin_email)
     token = csrf(client, "/desk")
     page = client.post(f"/desk/jobs/{job_id}/rerun", data={"csrf_token": token})
     assert page.status_code == 200
@@ -258,7 +276,7 @@ def test_rerun_of_a_bad_job_id_is_a_message_not_an_error(
 
 
 def test_sign_out_ends_the_desk_session(client: TestClient, seed: Seed) -> None:
-    sign_in(client, seed.admin_key)
+    sign_in(client, seed.admin_email)
     token = csrf(client, "/desk")
     response = client.post("/desk/logout", data={"csrf_token": token}, follow_redirects=False)
     assert response.status_code == 303

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from refunddesk.api.app import create_app
 from refunddesk.auth.domain import Role
-from refunddesk.auth.orm import ApiKey
+from refunddesk.auth.orm import User
 from refunddesk.bootstrap import Container, bootstrap
 from refunddesk.core.clock import FrozenClock
 from refunddesk.orders.orm import Order
@@ -30,6 +30,7 @@ from refunddesk.refunds import service as refunds
 from refunddesk.refunds.orm import Refund, RefundEvent
 from refunddesk.refunds.schemas import RefundCreate
 from tests.conftest import make_settings
+from tests.console_support import make_user
 from tests.e2e.test_web import csrf, sign_in
 from tests.factories import Factory
 
@@ -60,12 +61,16 @@ class Problem:
     email: str
 
 
+ADMIN_EMAIL = "admin@desk.example"
+
+
 @dataclass(frozen=True)
 class PayoutSeed:
     admin_key: str
     failed: Problem  # Northwind: declined by the sandbox, refund failed
     stuck: Problem  # Maple: accepted as pending two days ago, no answer since
     paid: Problem  # Northwind: paid with an ARN
+    admin_email: str = ADMIN_EMAIL  # a desk admin user (password tests.console_support.PASSWORD)
 
 
 def payout_container(url: str, clock: FrozenClock) -> Container:
@@ -117,6 +122,7 @@ def seed_payouts(c: Container, clock: FrozenClock) -> PayoutSeed:
     clock.advance(timedelta(days=2))  # past payout_stuck_after_seconds (a day)
     paid = _problem(c, f, north.id, "arnpay", 700)
     failed = _problem(c, f, north.id, "sandbox", 1250)
+    make_user(c, ADMIN_EMAIL, admin=True)
     return PayoutSeed(f.key(None, Role.ADMIN), failed, stuck, paid)
 
 
@@ -140,7 +146,7 @@ def web(desk: Container) -> Iterator[TestClient]:
 
 @pytest.fixture
 def admin(web: TestClient, seed: PayoutSeed) -> TestClient:
-    sign_in(web, seed.admin_key)
+    sign_in(web, seed.admin_email)
     return web
 
 
@@ -223,7 +229,8 @@ def test_the_desk_links_to_the_page_with_the_count(admin: TestClient, seed: Payo
 
 
 def test_the_page_says_so_when_nothing_needs_attention(desk: Container, web: TestClient) -> None:
-    sign_in(web, Factory(desk).key(None, Role.ADMIN))
+    make_user(desk, ADMIN_EMAIL, admin=True)
+    sign_in(web, ADMIN_EMAIL)
     page = web.get("/desk/payouts")
     assert page.status_code == 200
     assert "Nothing needs attention" in page.text
@@ -243,13 +250,13 @@ def test_signed_out_the_page_and_the_retry_send_to_sign_in(
     assert status_of(desk, seed.failed) == "failed"
 
 
-def test_a_revoked_admin_key_loses_the_page(
+def test_a_disabled_admin_loses_the_page(
     desk: Container, web: TestClient, seed: PayoutSeed
 ) -> None:
-    sign_in(web, seed.admin_key)
-    with desk.db.write() as session:  # the admin key is revoked mid-shift
-        for key in session.scalars(select(ApiKey).where(ApiKey.role == "admin")):
-            key.revoked_at = desk.clock.now()
+    sign_in(web, seed.admin_email)
+    with desk.db.write() as session:  # the admin is disabled mid-shift
+        for user in session.scalars(select(User).where(User.is_admin.is_(True))):
+            user.disabled_at = desk.clock.now()
     assert web.get("/desk/payouts", follow_redirects=False).status_code == 303
 
 
@@ -265,7 +272,7 @@ def test_retrying_the_same_way_moves_the_refund_to_processing(
         actors = session.scalars(
             select(RefundEvent.actor).where(RefundEvent.refund_id == seed.failed.refund_id)
         ).all()
-    assert any(a.startswith("desk:rd_") for a in actors), actors
+    assert any(a.startswith("user:") for a in actors), actors
 
     desk.worker().drain()  # the sandbox declines again: back on the page, attempt 2
     again = admin.get("/desk/payouts").text

@@ -17,6 +17,8 @@ from refunddesk.api.middleware import BodyLimit, Metrics, RefuseNul
 from refunddesk.api.ops import register_queue_metrics
 from refunddesk.api.ops import router as ops_router
 from refunddesk.bootstrap import Container, bootstrap
+from refunddesk.escalation.views import router as escalations_router
+from refunddesk.fraud.views import router as fraud_router
 from refunddesk.jobs.views import router as jobs_router
 from refunddesk.notifications.views import router as notifications_router
 from refunddesk.orders.views import router as orders_router
@@ -85,6 +87,8 @@ def create_app(container: Container | None = None, *, inline_worker: bool = Fals
     app.include_router(store_credit_router)
     app.include_router(notifications_router)
     app.include_router(webhook_endpoints_router)
+    app.include_router(escalations_router)
+    app.include_router(fraud_router)
     install_web(app, container)
     register_queue_metrics(container)
     app.add_middleware(RefuseNul)

@@ -31,6 +31,8 @@ class Permission(StrEnum):
     MANAGE_POLICY = "policies:manage"  # upload and activate policy versions
     MANAGE_GATEWAYS = "gateways:manage"  # a tenant's gateway accounts and their secrets
     MANAGE_WEBHOOKS = "webhooks:manage"  # a tenant's webhook endpoints and their secrets
+    WORK_ESCALATIONS = "escalations:work"  # escalate, note, assign, resolve l1, log contacts
+    RESOLVE_ESCALATIONS = "escalations:resolve"  # resolve l2 and finance escalations
 
 
 P = Permission
@@ -45,10 +47,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.RETRY_PAYOUTS,
             P.MANAGE_POLICY,
             P.MANAGE_WEBHOOKS,
+            P.WORK_ESCALATIONS,
+            P.RESOLVE_ESCALATIONS,
         }
     ),
-    Role.AGENT: frozenset({P.READ, P.CREATE_REFUNDS, P.DECIDE_REFUNDS, P.CANCEL_REFUNDS}),
-    Role.FINANCE: frozenset({P.READ, P.DECIDE_REFUNDS, P.RETRY_PAYOUTS}),
+    Role.AGENT: frozenset(
+        {P.READ, P.CREATE_REFUNDS, P.DECIDE_REFUNDS, P.CANCEL_REFUNDS, P.WORK_ESCALATIONS}
+    ),
+    Role.FINANCE: frozenset(
+        {P.READ, P.DECIDE_REFUNDS, P.RETRY_PAYOUTS, P.WORK_ESCALATIONS, P.RESOLVE_ESCALATIONS}
+    ),
     Role.CLIENT_VIEWER: frozenset({P.READ}),
     Role.INTEGRATION: frozenset({P.READ, P.WRITE_ORDERS, P.CREATE_REFUNDS, P.CANCEL_REFUNDS}),
 }
@@ -61,9 +69,13 @@ class Principal:
     key_id: str
     role: Role
     tenant_id: str | None
+    # Set when a signed-in console user acts (key_id is then the user's id too).
+    user_id: str | None = None
 
     @property
     def actor(self) -> str:
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
         return f"{self.role}:{self.key_id}"
 
     def can(self, permission: Permission) -> bool:

@@ -1,10 +1,10 @@
-"""API keys, stored as hashes only."""
+"""API keys (stored as hashes only), desk users and their tenant memberships."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Boolean, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from refunddesk.db.base import Base
@@ -23,3 +23,32 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class User(Base):
+    """A person who signs in to the console: an agent, supervisor, finance clerk or viewer."""
+
+    __tablename__ = "users"
+    __table_args__ = (Index("uq_users_email", "email", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, PHC string
+    # Base32 secret of the second factor; NULL: password only.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class Membership(Base):
+    """A user's role in one tenant; a user may serve several tenants."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (Index("ix_memberships_user", "user_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(26), ForeignKey("tenants.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(26), ForeignKey("users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]

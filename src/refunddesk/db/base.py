@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, Table, TypeDecorator
+from sqlalchemy import JSON, DateTime, Float, MetaData, Table, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
@@ -37,6 +37,20 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
+
+
+class NativeFloat(TypeDecorator[float]):
+    """A float column read back as the driver gives it (both drivers return Python floats).
+
+    Plain Float asks psycopg's numeric processor for the column's type code, which prepared
+    statements (db/prepared.py) do not have.
+    """
+
+    impl = Float
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
 
 
 class Base(DeclarativeBase):

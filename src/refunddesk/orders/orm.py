@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, ForeignKeyConstraint, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from refunddesk.db.base import Base
@@ -16,6 +17,8 @@ class Order(Base):
         Index("uq_orders_tenant_external", "tenant_id", "external_id", unique=True),
         # A customer's refund history (policy rules, fraud signals) is found by email.
         Index("ix_orders_tenant_customer_email", "tenant_id", "customer_email"),
+        # The console's search by the customer's phone number.
+        Index("ix_orders_tenant_customer_phone", "tenant_id", "customer_phone"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(26), ForeignKey("tenants.id"), primary_key=True)
@@ -35,6 +38,15 @@ class Order(Base):
     purchased_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    # Optional fraud signals from the retailer (issue #7); refunddesk.fraud reads them.
+    customer_ref: Mapped[str | None] = mapped_column(String(200))
+    customer_since: Mapped[datetime | None]
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    billing_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    device_id: Mapped[str | None] = mapped_column(String(200))
+    payment_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    payment_last4: Mapped[str | None] = mapped_column(String(4))
 
     lines: Mapped[list[OrderLine]] = relationship(
         back_populates="order",
@@ -58,5 +70,6 @@ class OrderLine(Base):
     category: Mapped[str] = mapped_column(String(100))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+    weight_grams: Mapped[int | None] = mapped_column(Integer)
 
     order: Mapped[Order] = relationship(back_populates="lines")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from refunddesk.core.clock import Clock
 from refunddesk.core.errors import Conflict, NotFound
 from refunddesk.core.ids import new_id
+from refunddesk.fraud.linking import record_orders
 from refunddesk.orders.orm import Order, OrderLine
 from refunddesk.orders.schemas import (
+    Address,
     BatchItemResult,
     Customer,
     OrderBatchResult,
@@ -33,6 +37,7 @@ def _build(tenant_id: str, data: OrderCreate, clock: Clock) -> Order:
             category=line.category,
             quantity=line.quantity,
             unit_price_minor=line.unit_price_minor,
+            weight_grams=line.weight_grams,
         )
         for i, line in enumerate(data.lines, start=1)
     ]
@@ -54,8 +59,20 @@ def _build(tenant_id: str, data: OrderCreate, clock: Clock) -> Order:
         purchased_at=data.purchased_at,
         delivered_at=data.delivered_at,
         created_at=clock.now(),
+        customer_ref=data.customer.ref,
+        customer_since=data.customer.since,
+        shipping_address=_address(data.shipping_address),
+        billing_address=_address(data.billing_address),
+        ip_address=str(data.ip_address) if data.ip_address is not None else None,
+        device_id=data.device_id,
+        payment_fingerprint=data.payment.fingerprint,
+        payment_last4=data.payment.last4,
         lines=lines,
     )
+
+
+def _address(address: Address | None) -> dict[str, Any] | None:
+    return address.model_dump(exclude_none=True) if address is not None else None
 
 
 def _existing_ids(session: Session, tenant_id: str, external_ids: list[str]) -> dict[str, str]:
@@ -74,6 +91,7 @@ def create_order(session: Session, *, clock: Clock, tenant_id: str, data: OrderC
     order = _build(tenant_id, data, clock)
     session.add(order)
     session.flush()
+    record_orders(session, [order], now=order.created_at)
     return order
 
 
@@ -91,6 +109,7 @@ def create_orders(
         seen[data.external_id] = index
     existing = _existing_ids(session, tenant_id, list(seen))
     results: list[BatchItemResult] = []
+    stored: list[Order] = []
     created = 0
     for data in orders:
         if data.external_id in existing:
@@ -102,9 +121,11 @@ def create_orders(
             continue
         order = _build(tenant_id, data, clock)
         session.add(order)
+        stored.append(order)
         created += 1
         results.append(BatchItemResult(external_id=data.external_id, result="created", id=order.id))
     session.flush()
+    record_orders(session, stored, now=clock.now())
     return OrderBatchResult(created=created, existing=len(existing), results=results)
 
 
@@ -135,7 +156,11 @@ def to_public(session: Session, order: Order) -> OrderPublic:
         id=order.id,
         external_id=order.external_id,
         customer=Customer(
-            email=order.customer_email, phone=order.customer_phone, name=order.customer_name
+            email=order.customer_email,
+            phone=order.customer_phone,
+            name=order.customer_name,
+            ref=order.customer_ref,
+            since=order.customer_since,
         ),
         currency=order.currency,
         lines=[
@@ -145,6 +170,7 @@ def to_public(session: Session, order: Order) -> OrderPublic:
                 category=li.category,
                 quantity=li.quantity,
                 unit_price_minor=li.unit_price_minor,
+                weight_grams=li.weight_grams,
             )
             for li in order.lines
         ],
@@ -157,10 +183,16 @@ def to_public(session: Session, order: Order) -> OrderPublic:
             method=order.payment_method,
             gateway=order.payment_gateway,
             reference=order.payment_reference,
+            fingerprint=order.payment_fingerprint,
+            last4=order.payment_last4,
         ),
         purchased_at=order.purchased_at,
         delivered_at=order.delivered_at,
         created_at=order.created_at,
+        shipping_address=order.shipping_address,
+        billing_address=order.billing_address,
+        ip_address=order.ip_address,
+        device_id=order.device_id,
     )
 
 

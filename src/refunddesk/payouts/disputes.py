@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from refunddesk.core.ids import new_id
 from refunddesk.db.base import Base
 from refunddesk.db.keys import pairs_in
+from refunddesk.fraud.labels import label_disputed
 from refunddesk.jobs.queue import enqueue
 from refunddesk.orders.orm import Order
 from refunddesk.payouts.gateways.base import GatewayNotification, NotificationKind
@@ -98,6 +99,16 @@ def record(
         elif row.status != status:
             row.status, row.updated_at = status, now
             changed = True
+    if opened:
+        # A chargeback for fraud is an outcome label for the payment's refunds (training).
+        label_disputed(
+            session,
+            tenant_id=tenant_id,
+            payment_references=notification.payment_references,
+            detail=notification.failure_message,
+            dispute_id=dispute_id,
+            at=now,
+        )
     if changed and not opened:
         session.flush()
         release(

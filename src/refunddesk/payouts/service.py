@@ -46,6 +46,7 @@ from refunddesk.payouts.orm import GatewayAccount, Payout
 from refunddesk.payouts.settle import apply_result, tenant_zones
 from refunddesk.refunds.domain import EventType, RefundStatus
 from refunddesk.refunds.orm import Refund, RefundEvent
+from refunddesk.sla.maintain import track_clocks
 
 log = logging.getLogger(__name__)
 WORKER = "system:payouts"
@@ -471,6 +472,7 @@ def _store(
     moved = [r for r in refunds if r.pending_events]
     db.execute_many(_UPDATE_REFUND, [_values(r, _REFUND_WRITE, keyed=True) for r in moved])
     db.execute_many(_INSERT_EVENT, [e.as_row() for r in moved for e in r.pending_events])
+    track_clocks(session, moved)  # their SLA clocks move with their status
     for refund in moved:
         refund.pending_events.clear()
 

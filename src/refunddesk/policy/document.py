@@ -35,7 +35,9 @@ from pydantic import (
 
 from refunddesk.core.errors import Invalid, InvalidCurrency
 from refunddesk.core.money import currency_exponent
+from refunddesk.fraud.rules import FraudRules
 from refunddesk.refunds.domain import Reason
+from refunddesk.sla.config import Escalation, Sla
 
 # --- vocabulary -------------------------------------------------------------------------------
 
@@ -325,6 +327,9 @@ class Policy(_Section):
     fees: Fees = Fees()
     refund: RefundRules = RefundRules()
     authorization: Authorization = Authorization()
+    sla: Sla = Sla()
+    escalation: Escalation = Escalation()
+    fraud: FraudRules = FraudRules()
 
     def minor(self, amount: Decimal) -> int:
         """A policy amount (major units of the policy currency) in integer minor units."""

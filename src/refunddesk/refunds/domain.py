@@ -101,6 +101,12 @@ class EventType(StrEnum):
     PAYOUT_HELD = "payout.held"  # the payment is disputed: paying now could pay twice
     NOTE = "refund.note"
     APPROVAL_RECORDED = "refund.approval_recorded"
+    # Internal to the desk and the retailer: never on the customer's timeline.
+    ESCALATED = "escalation.opened"
+    ESCALATION_RAISED = "escalation.raised"
+    ESCALATION_ASSIGNED = "escalation.assigned"
+    ESCALATION_RESOLVED = "escalation.resolved"
+    FRAUD_LABELLED = "fraud.labelled"  # an agent or a chargeback said fraud or legit
 
 
 def remaining_budget(paid_minor: int, committed_minor: int) -> int:

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from refunddesk.core.ids import new_id
-from refunddesk.db.base import Base, table_of
+from refunddesk.db.base import Base, NativeFloat, table_of
 from refunddesk.refunds.domain import RELEASES_BUDGET, EventType, RefundStatus, check_transition
 
 TRANSITIONS_TOTAL = Counter(
@@ -43,6 +43,8 @@ class Refund(Base):
         Index("ix_refunds_tenant_created", "tenant_id", "created_at", "id"),
         # Customers track by reference alone, across tenants, so it is unique desk-wide.
         Index("uq_refunds_reference", "reference", unique=True),
+        # The fraud review queue: refunds of one risk level, oldest first (ids are time-ordered).
+        Index("ix_refunds_tenant_risk", "tenant_id", "risk_level", "id"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(26), primary_key=True)
@@ -75,6 +77,15 @@ class Refund(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     event_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The claim's carrier proof of delivery (signature, photo, scan), and the fraud risk set
+    # at intake by refunddesk.fraud.scoring: score 0..1, level, reasons, versions.
+    delivery_confirmation: Mapped[str | None] = mapped_column(String(16))
+    risk_score: Mapped[float | None] = mapped_column(NativeFloat)
+    risk_level: Mapped[str | None] = mapped_column(String(8))
+    risk_reasons: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    risk_model_version: Mapped[str | None] = mapped_column(String(64))
+    risk_rules_version: Mapped[str | None] = mapped_column(String(64))
+    risk_scored_at: Mapped[datetime | None]
 
     lines: Mapped[list[RefundLine]] = relationship(
         order_by="RefundLine.line_no", cascade="all, delete-orphan", lazy="selectin"

@@ -10,6 +10,7 @@ from stdnum import bic, iban
 from stdnum.exceptions import ValidationError
 
 from refunddesk.core.schemas import CurrencyCode, PositiveMinor, StrictModel
+from refunddesk.fraud.schemas import DeliveryConfirmation, RiskPublic
 from refunddesk.policy.document import Evidence, RefundMethod
 from refunddesk.refunds.domain import Channel, Reason, RefundStatus
 
@@ -41,6 +42,9 @@ class RefundCreate(StrictModel):
     )
     refund_method: RefundMethod | None = Field(
         default=None, description="the customer's choice; the policy may fix the method"
+    )
+    delivery_confirmation: DeliveryConfirmation | None = Field(
+        default=None, description="the carrier's proof of delivery, for a fraud check of the claim"
     )
 
     @model_validator(mode="after")
@@ -149,6 +153,9 @@ class RefundPublic(BaseModel):
     refund_method: str | None = None
     approvals_required: int = 0
     approvals: list[ApprovalPublic] = Field(default_factory=list)
+    risk: RiskPublic | None = Field(
+        default=None, description="fraud risk from intake or the last rescore; null if unscored"
+    )
     created_at: datetime
     updated_at: datetime
 

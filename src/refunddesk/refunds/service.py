@@ -32,6 +32,9 @@ from refunddesk.core.ids import new_id, new_reference
 from refunddesk.core.money import Money
 from refunddesk.db.base import table_of
 from refunddesk.db.prepared import Driver, Prepared
+from refunddesk.fraud.features import IntakeRequest
+from refunddesk.fraud.schemas import risk_public
+from refunddesk.fraud.scoring import Risk, apply_risk, score_request
 from refunddesk.jobs.queue import enqueue
 from refunddesk.orders.orm import Order
 from refunddesk.orders.service import committed_minor, find_order
@@ -72,6 +75,7 @@ from refunddesk.refunds.schemas import (
     RefundPublic,
 )
 from refunddesk.returns.service import authorize_for_refund
+from refunddesk.sla.maintain import track_clocks
 from refunddesk.tenants.orm import Tenant
 
 PAYOUT_JOB = "payout"
@@ -102,12 +106,14 @@ class InvalidCursor(Invalid):
 @dataclass(frozen=True, slots=True)
 class IntakeConfig:
     job_max_attempts: int
+    # Score fraud risk at intake (settings.fraud_scoring; off only to measure its cost).
+    fraud_scoring: bool = True
 
 
 def request_hash(data: RefundCreate) -> str:
     body = data.model_dump(mode="json")
     # Fields added later count only when given, so keys stored before them still match.
-    for added in ("evidence", "refund_method"):
+    for added in ("evidence", "refund_method", "delivery_confirmation"):
         if body[added] is None:
             del body[added]
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -343,6 +349,11 @@ def request_refund(
     assessed = _assess(session, db, order, tenant_id=tenant_id, data=data, now=now, cache=cache)
     ev = assessed.evaluation
     refund_id = new_id()
+    risk = (
+        _score(session, tenant_id, refund_id, data, assessed, now) if config.fraud_scoring else None
+    )
+    if risk is not None:
+        ev = apply_risk(ev, risk, assessed.policy.fraud)
     priced = {p.sku: p for p in ev.breakdown.lines}
     by_sku = {line.sku: line for line in assessed.facts.lines}
     lines = [
@@ -381,10 +392,14 @@ def request_refund(
         requested_minor=data.amount_minor,
         evidence=[str(e) for e in data.evidence] if data.evidence else None,
         requested_method=str(data.refund_method) if data.refund_method else None,
+        delivery_confirmation=str(data.delivery_confirmation)
+        if data.delivery_confirmation
+        else None,
         created_at=now,
         updated_at=now,
         event_count=0,
         lines=lines,
+        **(risk.columns(now) if risk is not None else {}),
     )
     refund.record(
         EventType.REQUESTED,
@@ -433,10 +448,46 @@ def request_refund(
     db.execute(_INSERT_REFUND, _row(refund, _REFUND_COLUMNS))
     db.execute_many(_INSERT_LINE, [_row(li, _LINE_COLUMNS) for li in lines])
     db.execute_many(_INSERT_EVENT, [e.as_row() for e in refund.pending_events])
+    track_clocks(session, [refund])  # its SLA and legal clocks start
     refund.pending_events.clear()
     if status is RefundStatus.APPROVED:
         _enqueue_payout(session, refund, now, config)
     return refund, True
+
+
+def _score(
+    session: Session,
+    tenant_id: str,
+    refund_id: str,
+    data: RefundCreate,
+    assessed: Assessment,
+    now: datetime,
+) -> Risk:
+    """The fraud risk of the refund being requested (refunddesk.fraud.scoring)."""
+    facts = assessed.facts
+    request = IntakeRequest(
+        refund_id=refund_id,
+        order_id=assessed.order_id,
+        created_at=now,
+        reason=str(data.reason),
+        amount_minor=assessed.evaluation.amount_minor,
+        evidence_count=len(data.evidence or ()),
+        requested_method=str(data.refund_method) if data.refund_method else None,
+        delivery_confirmation=str(data.delivery_confirmation)
+        if data.delivery_confirmation
+        else None,
+        order_total_minor=facts.paid_minor,
+        purchased_at=facts.purchased_at,
+        delivered_at=facts.delivered_at,
+        lines={line.sku: line.quantity for line in data.lines or ()},
+    )
+    return score_request(
+        session,
+        tenant_id=tenant_id,
+        request=request,
+        rules=assessed.policy.fraud,
+        currency=assessed.evaluation.currency,
+    )
 
 
 def _enqueue_payout(session: Session, refund: Refund, now: datetime, config: IntakeConfig) -> None:
@@ -684,6 +735,7 @@ def _public(
         refund_method=values["refund_method"],
         approvals_required=values["approvals_required"] or 0,
         approvals=approvals,
+        risk=risk_public(values),
         created_at=as_utc(values["created_at"]),
         updated_at=as_utc(values["updated_at"]),
     )

@@ -39,6 +39,8 @@ class ReturnRecord(Base):
     received_at: Mapped[datetime | None]
     inspected_at: Mapped[datetime | None]
     settlement: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The parcel's weight as scanned at the warehouse (fraud: empty box, swapped goods).
+    returned_weight_grams: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

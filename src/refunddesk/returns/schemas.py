@@ -34,6 +34,9 @@ class ReturnReceive(StrictModel):
     """What the warehouse counted; SKUs not listed count as none received."""
 
     lines: Annotated[list[ReceivedLineIn], Field(max_length=500)]
+    weight_grams: Annotated[int | None, Field(ge=0, le=10_000_000, strict=True)] = Field(
+        default=None, description="the parcel's weight as scanned (fraud: empty box, swap)"
+    )
 
 
 class InspectedLineIn(StrictModel):

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from refunddesk.core.clock import Clock, as_utc
 from refunddesk.core.errors import Conflict, IllegalTransition, NotFound
 from refunddesk.core.ids import new_id
+from refunddesk.fraud.scoring import rescore
 from refunddesk.refunds.domain import RefundStatus
 from refunddesk.refunds.orm import Refund
 from refunddesk.returns.domain import (
@@ -291,6 +292,7 @@ def receive(
     quantities: Mapping[str, int],
     conditions: Mapping[str, ItemCondition | str],
     actor: str,
+    weight_grams: int | None = None,
 ) -> ReturnRecord:
     """The warehouse counted the goods: the return is received, the refund return_received."""
     refund, record = _load(session, tenant_id, refund_id)
@@ -299,6 +301,12 @@ def receive(
     now = clock.now()
     rma.receive(quantities, conditions, at=now, actor=actor)
     _save(record, rma, refund)
+    if weight_grams is not None:
+        record.returned_weight_grams = weight_grams
+        session.flush()
+        # The parcel's weight is a fraud signal (empty box, swapped goods): score again, so
+        # whoever inspects it sees the risk with the weight in it.
+        rescore(session, tenant_id=tenant_id, now=now, refund_ids=[refund_id])
     refund.transition(target, actor=actor, at=now, data={"return_id": record.id})
     return record
 

@@ -74,6 +74,7 @@ def receive_return(
             quantities=quantities,
             conditions=conditions,
             actor=principal.actor,
+            weight_grams=body.weight_grams,
         )
         return service.to_public(record)
 

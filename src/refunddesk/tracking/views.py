@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from refunddesk.api.deps import ContainerDep, ReadSession
+from refunddesk.sla.service import count_lookup
 from refunddesk.tracking.service import track
 
 router = APIRouter(prefix="/v1/track", tags=["tracking"])
@@ -49,6 +50,7 @@ def track_refund(
 ) -> TrackingPublic:
     """Where a customer's refund is. The same 404 for an unknown reference and a wrong email."""
     view = track(session, reference=reference, email=email, now=container.clock.now())
+    count_lookup(container.db, reference=view.reference, now=container.clock.now())
     return TrackingPublic(
         reference=view.reference,
         retailer=view.retailer,

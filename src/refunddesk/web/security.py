@@ -14,6 +14,8 @@ SESSION_COOKIE = "refunddesk_session"
 SESSION_MAX_AGE = 8 * 3600  # one working shift
 _CSRF_KEY = "csrf"
 _DESK_KEY = "desk"
+_SECOND_FACTOR_KEY = "second_factor"
+SECOND_FACTOR_SECONDS = 300  # to type the code after the password
 
 # No inline script or style anywhere, so the policy can stay strict; SVG uses attributes.
 CSP = (
@@ -46,10 +48,10 @@ def csrf_valid(request: Request, submitted: object) -> bool:
     return hmac.compare_digest(expected.encode(), submitted.encode("utf-8", "replace"))
 
 
-def sign_in(request: Request, *, key_id: str, role: str) -> None:
+def sign_in(request: Request, *, user_id: str) -> None:
     """Start a desk session: a fresh session (and CSRF token) so nothing carries over."""
     request.session.clear()
-    request.session[_DESK_KEY] = {"key_id": key_id, "role": role}
+    request.session[_DESK_KEY] = {"user_id": user_id}
     csrf_token(request)
 
 
@@ -57,15 +59,37 @@ def sign_out(request: Request) -> None:
     request.session.clear()
 
 
-def desk_identity(request: Request) -> tuple[str, str] | None:
-    """The (key id, role) the session signed in with, if any."""
+def forget_user(request: Request) -> None:
+    """Drop a signed-in user the desk no longer accepts (a sign-in half done stays)."""
+    if request.session.pop(_DESK_KEY, None) is not None:
+        request.session.clear()
+
+
+def desk_user_id(request: Request) -> str | None:
+    """The id of the user the session signed in as, if any."""
     value: Any = request.session.get(_DESK_KEY)
     if not isinstance(value, dict):
         return None
-    key_id, role = value.get("key_id"), value.get("role")
-    if not isinstance(key_id, str) or not isinstance(role, str):
+    user_id = value.get("user_id")
+    return user_id if isinstance(user_id, str) and 0 < len(user_id) <= 26 else None
+
+
+def start_second_factor(request: Request, *, user_id: str, now: float) -> None:
+    """The password was right: remember whose code to ask for (not signed in yet)."""
+    request.session.clear()
+    request.session[_SECOND_FACTOR_KEY] = {"user_id": user_id, "at": now}
+    csrf_token(request)
+
+
+def second_factor_user(request: Request, *, now: float) -> str | None:
+    """The user whose TOTP code is awaited, for a few minutes after the password."""
+    value: Any = request.session.get(_SECOND_FACTOR_KEY)
+    if not isinstance(value, dict):
         return None
-    return key_id, role
+    user_id, at = value.get("user_id"), value.get("at")
+    if not isinstance(user_id, str) or not isinstance(at, int | float):
+        return None
+    return user_id if 0 <= now - at <= SECOND_FACTOR_SECONDS else None
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:

@@ -1,4 +1,4 @@
-"""Web pages: the home page, the customer tracking page and the desk (admin sign-in)."""
+"""Web pages: the home page, customer tracking, the desk overview, policy and payouts pages."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.middleware.sessions import SessionMiddleware
 
-from refunddesk.auth.domain import Role
-from refunddesk.auth.orm import ApiKey
 from refunddesk.bootstrap import Container
-from refunddesk.core.errors import Conflict, DomainError, NotFound, Unauthorized
+from refunddesk.console import access
+from refunddesk.console.access import ConsoleUser
+from refunddesk.core.errors import Conflict, DomainError, NotFound
 from refunddesk.core.money import Money
 from refunddesk.jobs import queue
 from refunddesk.notifications.queries import messages_of_refund
@@ -37,6 +37,7 @@ from refunddesk.refunds.domain import OPEN, RefundStatus
 from refunddesk.refunds.orm import Refund, RefundEvent
 from refunddesk.refunds.schemas import PayoutFallback
 from refunddesk.reporting import service as reporting
+from refunddesk.sla.service import count_lookup
 from refunddesk.tenants.orm import Tenant
 from refunddesk.tracking.service import STATUS_LABELS, Tracking, track
 from refunddesk.web import security
@@ -134,7 +135,7 @@ def _render(
     page: dict[str, Any] = {
         "csrf_field": security.CSRF_FIELD,
         "csrf_token": security.csrf_token(request),
-        "signed_in": security.desk_identity(request) is not None,
+        "signed_in": security.desk_user_id(request) is not None,
         "path": request.url.path,
     }
     page.update(context or {})
@@ -355,9 +356,12 @@ def make_router(container: Container) -> APIRouter:
             return None
         with container.db.read() as session:
             try:
-                return track(session, reference=ref, email=mail, now=container.clock.now())
+                found = track(session, reference=ref, email=mail, now=container.clock.now())
             except NotFound:
                 return None
+        # A customer asking again is a signal for escalation (repeated contact).
+        count_lookup(container.db, reference=found.reference, now=container.clock.now())
+        return found
 
     def track_page(request: Request, reference: str, email: str) -> Response:
         context: dict[str, Any] = {
@@ -391,82 +395,26 @@ def make_router(container: Container) -> APIRouter:
         reference, email = _field(form, "reference"), _field(form, "email")
         return await run_in_threadpool(track_page, request, reference, email)
 
-    # ----- desk sign-in -----------------------------------------------------------------
+    # ----- the signed-in user (sign-in itself: refunddesk.console.views) -------------------
 
-    def admin_key_prefix(request: Request) -> str | None:
-        """The signed-in key's prefix if the session holds a live admin key; else None."""
-        identity = security.desk_identity(request)
-        if identity is None or identity[1] != str(Role.ADMIN):
+    def desk_user(request: Request) -> ConsoleUser | None:
+        """The session's user if they are still enabled, else None."""
+        user_id = security.desk_user_id(request)
+        if user_id is None:
             return None
         with container.db.read() as session:
-            row = session.execute(
-                select(ApiKey.prefix).where(
-                    ApiKey.id == identity[0],
-                    ApiKey.role == str(Role.ADMIN),
-                    ApiKey.revoked_at.is_(None),
-                )
-            ).first()
-        return None if row is None else str(row.prefix)
-
-    def check_key(raw: str) -> tuple[str, str] | str:
-        """(key id, role) for an admin key, or the message to show."""
-        with container.db.read() as session:
-            try:
-                principal = container.authenticator.lookup(session, raw)
-            except Unauthorized:
-                return "That key is not recognised, or it was revoked."
-        if principal.role is not Role.ADMIN:
-            return (
-                f"This key has the {_status_words(str(principal.role))} role. The desk needs "
-                "an admin key; ask your desk administrator for one."
-            )
-        return principal.key_id, str(principal.role)
-
-    @router.get("/desk/login", response_class=HTMLResponse)
-    def login_form(request: Request) -> Response:
-        if admin_key_prefix(request) is not None:
-            return _redirect("/desk")
-        return _render(request, "login.html", {"title": "Sign in to the desk"})
-
-    @router.post("/desk/login", response_class=HTMLResponse)
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
-            return _forbidden(request)
-        raw = _field(form, "api_key").strip()
-        if not raw:
-            result: tuple[str, str] | str = "Enter your admin API key."
-        elif len(raw) > MAX_KEY:
-            result = "That key is not recognised, or it was revoked."
-        else:
-            result = await run_in_threadpool(check_key, raw)
-        if isinstance(result, str):
-            return _render(
-                request, "login.html", {"title": "Sign in to the desk", "error": result}, status=401
-            )
-        security.sign_in(request, key_id=result[0], role=result[1])
-        return _redirect("/desk")
-
-    @router.get("/desk/logout", response_class=HTMLResponse)
-    def logout_form(request: Request) -> Response:
-        return _render(request, "logout.html", {"title": "Sign out"})
-
-    @router.post("/desk/logout")
-    async def logout(request: Request) -> Response:
-        form = await request.form()
-        if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
-            return _forbidden(request)
-        security.sign_out(request)
-        return _redirect("/desk/login")
+            return access.load(session, user_id)
 
     # ----- the desk ---------------------------------------------------------------------
 
     @router.get("/desk", response_class=HTMLResponse)
     def desk(request: Request) -> Response:
-        prefix = admin_key_prefix(request)
-        if prefix is None:
-            security.sign_out(request)
+        user = desk_user(request)
+        if user is None:
+            security.forget_user(request)
             return _redirect("/desk/login")
+        if not user.is_admin:  # the desk-wide overview is the admin's; agents start at work
+            return _redirect("/desk/queue")
         now = container.clock.now()
         with container.db.read() as session:
             by_tenant = reporting.status_by_tenant(session)
@@ -480,7 +428,7 @@ def make_router(container: Container) -> APIRouter:
             "desk.html",
             {
                 "title": "Desk",
-                "key_prefix": prefix,
+                "me": user,
                 "flash": security.pop_flash(request),
                 "by_tenant": by_tenant,
                 "status_totals": totals,
@@ -497,7 +445,7 @@ def make_router(container: Container) -> APIRouter:
         )
 
     def signed_out(request: Request) -> Response:
-        security.sign_out(request)
+        security.forget_user(request)
         return _redirect("/desk/login")
 
     def missing(request: Request, what: str) -> Response:
@@ -507,9 +455,10 @@ def make_router(container: Container) -> APIRouter:
 
     @router.get("/desk/tenants/{tenant_id}/policy", response_class=HTMLResponse)
     def tenant_policy(request: Request, tenant_id: str) -> Response:
-        if admin_key_prefix(request) is None:
+        user = desk_user(request)
+        if user is None:
             return signed_out(request)
-        if not _plausible_id(tenant_id):
+        if not _plausible_id(tenant_id) or user.role_in(tenant_id) is None:
             return missing(request, "retailer")
         with container.db.read() as session:
             tenant = session.get(Tenant, tenant_id)
@@ -528,33 +477,25 @@ def make_router(container: Container) -> APIRouter:
             },
         )
 
-    @router.get("/desk/refunds/{tenant_id}/{refund_id}", response_class=HTMLResponse)
-    def refund_page(request: Request, tenant_id: str, refund_id: str) -> Response:
-        if admin_key_prefix(request) is None:
-            return signed_out(request)
-        if not (_plausible_id(tenant_id) and _plausible_id(refund_id)):
-            return missing(request, "refund")
-        with container.db.read() as session:
-            context = refund_context(
-                session,
-                tenant_id,
-                refund_id,
-                now=container.clock.now(),
-                stuck_after=stuck_after,
-            )
-        if context is None:
-            return missing(request, "refund")
-        return _render(request, "refund.html", context)
-
     # ----- payouts that need a person ---------------------------------------------------
 
     @router.get("/desk/payouts", response_class=HTMLResponse)
     def payouts_page(request: Request) -> Response:
-        if admin_key_prefix(request) is None:
+        user = desk_user(request)
+        if user is None:
             return signed_out(request)
         now = container.clock.now()
         with container.db.read() as session:
-            items = needing_attention(session, tenant_id=None, now=now, stuck_after=stuck_after)
+            if user.is_admin:
+                items = needing_attention(session, tenant_id=None, now=now, stuck_after=stuck_after)
+            else:  # only the tenants the user serves
+                items = [
+                    item
+                    for tenant_id in user.tenant_ids
+                    for item in needing_attention(
+                        session, tenant_id=tenant_id, now=now, stuck_after=stuck_after
+                    )
+                ]
             ids = {i.tenant_id for i in items}
             names = {
                 row.id: row.name
@@ -573,7 +514,8 @@ def make_router(container: Container) -> APIRouter:
                         "payout": i,
                         "retailer": names.get(i.tenant_id, i.tenant_id),
                         "age": now - i.updated_at,
-                        "can_retry": i.refund_status == str(RefundStatus.FAILED),
+                        "can_retry": i.refund_status == str(RefundStatus.FAILED)
+                        and user.may(access.Action.RETRY, i.tenant_id),
                     }
                     for i in newest_first
                 ],
@@ -605,18 +547,27 @@ def make_router(container: Container) -> APIRouter:
         form = await request.form()
         if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
             return _forbidden(request)
-        prefix = await run_in_threadpool(admin_key_prefix, request)
-        if prefix is None:
-            security.sign_out(request)
+        user = await run_in_threadpool(desk_user, request)
+        if user is None:
+            security.forget_user(request)
             return _redirect("/desk/login")
         fallback = fallback_from_form(form)
-        if not (_plausible_id(tenant_id) and _plausible_id(refund_id)):
+        if not (_plausible_id(tenant_id) and _plausible_id(refund_id)) or (
+            user.role_in(tenant_id) is None
+        ):
             security.flash(request, "There is no such refund.", "error")
+        elif not user.may(access.Action.RETRY, tenant_id):
+            return _render(
+                request,
+                "console/denied.html",
+                {"title": "Not allowed", "reason": "Your role may not retry payouts here."},
+                status=403,
+            )
         elif isinstance(fallback, str):
             security.flash(request, fallback, "error")
         else:
             message, kind = await run_in_threadpool(
-                retry, tenant_id, refund_id, fallback, f"desk:{prefix}"
+                retry, tenant_id, refund_id, fallback, user.actor
             )
             security.flash(request, message, kind)
         return _redirect("/desk/payouts")
@@ -708,9 +659,17 @@ def make_router(container: Container) -> APIRouter:
         form = await request.form()
         if not security.csrf_valid(request, form.get(security.CSRF_FIELD)):
             return _forbidden(request)
-        if await run_in_threadpool(admin_key_prefix, request) is None:
-            security.sign_out(request)
+        user = await run_in_threadpool(desk_user, request)
+        if user is None:
+            security.forget_user(request)
             return _redirect("/desk/login")
+        if not user.is_admin:
+            return _render(
+                request,
+                "console/denied.html",
+                {"title": "Not allowed", "reason": "Only a desk admin may re-run jobs."},
+                status=403,
+            )
         number = int(job_id) if job_id.isascii() and job_id.isdigit() and len(job_id) < 19 else 0
         if number < 1:
             security.flash(request, f"There is no job {job_id[:30]!r}.", "error")
@@ -728,6 +687,9 @@ def install(app: FastAPI, container: Container) -> None:
     from refunddesk.web import portal  # imported here: the portal builds on this module
 
     app.include_router(portal.make_router(container))
+    from refunddesk.console import views as console  # the agent console builds on it too
+
+    app.include_router(console.make_router(container))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(
         SessionMiddleware,
@@ -735,5 +697,5 @@ def install(app: FastAPI, container: Container) -> None:
         session_cookie=security.SESSION_COOKIE,
         max_age=security.SESSION_MAX_AGE,
         same_site="lax",
-        https_only=False,
+        https_only=container.settings.session_https_only,
     )

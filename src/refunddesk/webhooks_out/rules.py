@@ -19,7 +19,7 @@ SECRET_BYTES = 32
 TEST_EVENT = "webhook.test"
 ENDPOINT_DISABLED_EVENT = "webhook.endpoint_disabled"
 # The families of events an endpoint may subscribe to; refund events plus our own notices.
-EVENT_FAMILIES = ("refund", "payout", "return", "webhook")
+EVENT_FAMILIES = ("refund", "payout", "return", "webhook", "escalation")
 _PATTERN = re.compile(r"^(\*|[a-z][a-z_]*(\.([a-z][a-z_]*|\*))+|[a-z][a-z_]*\.\*)$")
 MAX_FILTERS = 50
 MAX_URL_LENGTH = 2000

@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Sequence
 from email.charset import QP, Charset
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import formataddr, formatdate
 
 from refunddesk.notifications.channels.base import OutgoingEmail, SendFailed, Sent
@@ -58,8 +58,8 @@ class SmtpSender:
         msg["Message-ID"] = f"<{email.message_id}@{domain}>"
         if email.reply_to:
             msg["Reply-To"] = _one_line(email.reply_to)
-        msg.attach(MIMEText(email.text, "plain", _UTF8_QP))
-        msg.attach(MIMEText(email.html, "html", _UTF8_QP))
+        msg.attach(_text_part(email.text, "plain"))
+        msg.attach(_text_part(email.html, "html"))
         return msg
 
     def _connect(self) -> smtplib.SMTP:
@@ -113,6 +113,13 @@ class SmtpSender:
         if refused:
             return SendFailed(f"refused: {refused}", permanent=True)
         return Sent(provider_id=str(msg["Message-ID"]))
+
+
+def _text_part(body: str, subtype: str) -> MIMENonMultipart:
+    """A text/<subtype> part in UTF-8, quoted-printable (what MIMEText does, typed)."""
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(body, _UTF8_QP)
+    return part
 
 
 def _one_line(value: str) -> str:

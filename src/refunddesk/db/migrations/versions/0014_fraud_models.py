@@ -19,8 +19,35 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "fraud_models",
+        sa.Column("tenant_id", sa.String(length=26), nullable=False),
+        sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("created_at", refunddesk.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("fingerprint", sa.String(length=16), nullable=False),
+        sa.Column("feature_names", sa.JSON(), nullable=False),
+        sa.Column("thresholds", sa.JSON(), nullable=False),
+        sa.Column("metrics", sa.JSON(), nullable=False),
+        sa.Column("model", sa.Text(), nullable=False),
+        sa.Column("active", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_fraud_models_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("tenant_id", "version", name=op.f("pk_fraud_models")),
+    )
+    with op.batch_alter_table("fraud_models", schema=None) as batch_op:
+        batch_op.create_index(
+            "uq_fraud_models_tenant_active",
+            ["tenant_id"],
+            unique=True,
+            sqlite_where=sa.text("active = 1"),
+            postgresql_where=sa.text("active"),
+        )
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("fraud_models", schema=None) as batch_op:
+        batch_op.drop_index("uq_fraud_models_tenant_active")
+    op.drop_table("fraud_models")

@@ -1,0 +1,1 @@
+"""The agent console: work queues, claims, saved filters and the console's pages."""

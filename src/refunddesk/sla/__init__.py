@@ -1,0 +1,1 @@
+"""SLA and legal clocks per refund, in the tenant's business hours."""

@@ -1,0 +1,228 @@
+"""Keep every refund's clocks in step with its status, in the transaction that changes it.
+
+Two ways in, because refunds change status two ways: the ORM (Refund.transition and a
+flush: an after_flush hook, run before the events are written so it sees them) and the
+bulk writers that bypass the unit of work (intake's INSERTs, the payout job's write-back),
+which call track_clocks themselves with the refunds they moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, event, insert, select, update
+from sqlalchemy.orm import Session
+
+from refunddesk.db.base import table_of
+from refunddesk.db.keys import pairs_in
+from refunddesk.db.prepared import Driver, Prepared
+from refunddesk.orders.orm import Order
+from refunddesk.refunds.domain import OPEN, EventType, RefundStatus
+from refunddesk.refunds.orm import NewEvent, Refund
+from refunddesk.sla import domain
+from refunddesk.sla.config import Jurisdiction
+from refunddesk.sla.domain import Clocks
+from refunddesk.sla.orm import RefundClock
+from refunddesk.sla.settings import TenantSettings, country_of, settings_fast, settings_for
+
+_CLOCKS = table_of(RefundClock)
+_INSERT = Prepared(insert(_CLOCKS), keys=[c.key for c in _CLOCKS.columns])
+_MOVES = frozenset({str(EventType.REQUESTED), str(EventType.STATUS_CHANGED)})
+
+
+def moves(events: Iterable[NewEvent]) -> list[tuple[RefundStatus, datetime]]:
+    """The statuses a refund entered, in order, from its recorded events."""
+    return [(RefundStatus(e.to_status), e.at) for e in events if e.type in _MOVES]
+
+
+_CONTEXT = (
+    select(
+        Refund.tenant_id,
+        Refund.id,
+        Order.shipping_address,
+        RefundClock.clocks,
+        RefundClock.fired,
+        RefundClock.jurisdiction,
+        RefundClock.breached_at,
+        RefundClock.next_check_at,
+        RefundClock.refund_id.label("clock_refund_id"),
+    )
+    .join(Order, (Order.tenant_id == Refund.tenant_id) & (Order.id == Refund.order_id))
+    .outerjoin(
+        RefundClock,
+        (RefundClock.tenant_id == Refund.tenant_id) & (RefundClock.refund_id == Refund.id),
+    )
+)
+_CONTEXT_ONE = Prepared(
+    _CONTEXT.where(Refund.tenant_id == bindparam("tenant_id"), Refund.id == bindparam("refund_id"))
+)
+
+
+def _context(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """Per refund: its order's shipping address and its clock row, if any (one query)."""
+    if len(keys) == 1:  # intake and single moves: a prepared statement on the driver
+        tenant_id, refund_id = keys[0]
+        row = Driver.of(conn).first(_CONTEXT_ONE, {"tenant_id": tenant_id, "refund_id": refund_id})
+        return {} if row is None else {keys[0]: row}
+    rows = conn.execute(_CONTEXT.where(pairs_in(Refund.tenant_id, Refund.id, keys)))
+    return {(r.tenant_id, r.id): r for r in rows}
+
+
+def apply_moves(
+    clocks: Clocks,
+    steps: Sequence[tuple[RefundStatus, datetime]],
+    settings: TenantSettings,
+    jurisdiction: Jurisdiction,
+) -> Clocks:
+    rules = settings.rules(jurisdiction)
+    for status, at in steps:
+        clocks = domain.advance(clocks, status, at, rules)
+    return clocks
+
+
+def row_values(
+    *,
+    tenant_id: str,
+    refund_id: str,
+    status: RefundStatus,
+    clocks: Clocks,
+    fired: list[str],
+    jurisdiction: str,
+    breached_at: datetime | None,
+    at: datetime,
+    check_now: bool,
+) -> dict[str, Any]:
+    """The refund_clocks row for these clocks; check_now: the scan should look at once."""
+    triggers = domain.trigger_times(clocks, fired)
+    next_check = at if check_now else (triggers[0][0] if triggers else None)
+    if breached_at is None:
+        stopped = [c.stopped_at for c in clocks.values() if c.stopped_at and c.breached]
+        breached_at = min(stopped) if stopped else None
+    return {
+        "tenant_id": tenant_id,
+        "refund_id": refund_id,
+        "status": str(status),
+        "jurisdiction": jurisdiction,
+        "clocks": domain.dump(clocks),
+        "next_due_at": domain.next_due(clocks),
+        "next_check_at": next_check,
+        "fired": fired,
+        "breached_at": breached_at,
+        "updated_at": at,
+    }
+
+
+_UPDATE_KEYS = (
+    "status",
+    "clocks",
+    "fired",
+    "next_due_at",
+    "next_check_at",
+    "breached_at",
+    "updated_at",
+)
+
+
+def track_clocks(bind: Session | Connection, refunds: Iterable[Refund]) -> int:
+    """Advance the clocks of refunds whose recorded (not yet cleared) events move them."""
+    pending = {}
+    for refund in refunds:
+        steps = moves(refund.__dict__.get("_pending_events") or ())
+        if steps:
+            pending[(refund.tenant_id, refund.id)] = steps
+    if not pending:
+        return 0
+    conn = bind.connection() if isinstance(bind, Session) else bind
+    return write_moves(conn, pending)
+
+
+def write_moves(
+    conn: Connection, pending: dict[tuple[str, str], list[tuple[RefundStatus, datetime]]]
+) -> int:
+    keys = list(pending)
+    context = _context(conn, keys)
+    tenants = {t for t, _ in keys}
+    if len(tenants) == 1:
+        (only,) = tenants
+        one = settings_fast(conn, only)
+        settings = {only: one} if one is not None else {}
+    else:
+        settings = settings_for(conn, tenants)
+    inserts, updates = [], []
+    for key, steps in pending.items():
+        found = context.get(key)
+        tenant = settings.get(key[0])
+        if found is None or tenant is None or not steps:
+            continue
+        exists = found.clock_refund_id is not None
+        if exists:
+            jurisdiction = Jurisdiction(found.jurisdiction)
+            clocks, fired = domain.load(found.clocks), list(found.fired or [])
+        else:
+            shipping = found.shipping_address
+            jurisdiction = domain.jurisdiction_for(country_of(shipping), tenant.sla.jurisdiction)
+            clocks, fired = {}, []
+        before = clocks
+        clocks = apply_moves(clocks, steps, tenant, jurisdiction)
+        # A clock that started afresh (a reversed payout) may warn and breach again.
+        for name, clock in clocks.items():
+            old = before.get(name)
+            if old is not None and old.started_at != clock.started_at:
+                fired = [f for f in fired if f not in (f"near:{name}", f"breach:{name}")]
+        status, at = steps[-1]
+        # New refunds meet the one-off rules (value, VIP, risk); a failed payout its own.
+        check_now = (not exists and status in OPEN) or status is RefundStatus.FAILED
+        values = row_values(
+            tenant_id=key[0],
+            refund_id=key[1],
+            status=status,
+            clocks=clocks,
+            fired=fired,
+            jurisdiction=str(jurisdiction),
+            breached_at=found.breached_at if exists else None,
+            at=at,
+            check_now=check_now,
+        )
+        if exists:
+            # A look already due (a contact asked for one, a trigger not yet scanned) stays
+            # due; a future one belonged to the old clocks and is replaced.
+            pending_check = found.next_check_at
+            if pending_check is not None and pending_check <= at:
+                values["next_check_at"] = pending_check
+            values = {k: values[k] for k in _UPDATE_KEYS} | {
+                "k_tenant_id": key[0],
+                "k_refund_id": key[1],
+            }
+            updates.append(values)
+        else:
+            inserts.append(values | {"contacts": 0, "last_contact_at": None})
+    db = Driver.of(conn)
+    db.execute_many(_INSERT, inserts)
+    db.execute_many(_UPDATE, updates)
+    return len(inserts) + len(updates)
+
+
+_UPDATE = Prepared(
+    update(_CLOCKS).where(
+        _CLOCKS.c.tenant_id == bindparam("k_tenant_id"),
+        _CLOCKS.c.refund_id == bindparam("k_refund_id"),
+    ),
+    keys=list(_UPDATE_KEYS),
+)
+
+
+def _on_flush(session: Session, _ctx: object) -> None:
+    """The ORM path: refunds the flush wrote, whose recorded events are still pending."""
+    moved = [
+        obj
+        for obj in list(session.new) + list(session.dirty)
+        if isinstance(obj, Refund) and obj.__dict__.get("_pending_events")
+    ]
+    if moved:
+        track_clocks(session, moved)
+
+
+# insert=True: before refunds.orm's own after_flush hook stores (and clears) the events.
+event.listen(Session, "after_flush", _on_flush, insert=True)
