@@ -112,7 +112,9 @@ def run(work: Path, cfg: PipelineConfig, console: Console) -> list[PhaseRow]:
     settings = Settings(database_url=url)  # everything else as shipped (sync FULL, 0 ms sandbox)
     container = bootstrap(settings)
     try:
-        orders = max(100, cfg.refunds // 20)
+        # One refund per order, as honest customers ask: twenty refunds of one order look
+        # like a serial refunder to fraud scoring, which would hold them for review.
+        orders = max(100, cfg.refunds)
         console.print(f"  pipeline: preparing {orders:,} orders")
         tenant_id = _prepare(container, orders)
         console.print(

@@ -297,14 +297,23 @@ def test_medium_risk_sends_to_review_with_a_visible_finding() -> None:
 
 
 def test_high_risk_holds_or_rejects_per_tenant() -> None:
-    held = apply_risk(evaluation(PolicyDecision.AWAITING_RETURN), risk(Level.HIGH), FraudRules())
+    held = apply_risk(evaluation(), risk(Level.HIGH), FraudRules())
     assert held.decision is PolicyDecision.PENDING_REVIEW
     assert held.findings[-1].code == "fraud_hold"
     assert held.findings[-1].severity is Severity.SOFT
-    assert not held.return_required
     rejected = apply_risk(evaluation(), risk(Level.HIGH), FraudRules(on_high="reject"))
     assert rejected.decision is PolicyDecision.REJECTED
     assert rejected.findings[-1].code == "fraud_reject"
+
+
+def test_a_held_refund_that_needs_the_goods_back_still_waits_for_them_then_is_reviewed() -> None:
+    held = apply_risk(evaluation(PolicyDecision.AWAITING_RETURN), risk(Level.HIGH), FraudRules())
+    assert held.decision is PolicyDecision.AWAITING_RETURN
+    assert held.return_required
+    assert held.return_by == date(2026, 12, 1)
+    # A return received with approvals required goes to review, not straight to payout.
+    assert held.approvals_required == 1
+    assert held.findings[-1].code == "fraud_hold"
 
 
 def test_rules_that_are_off_or_continue_leave_the_decision() -> None:

@@ -18,6 +18,7 @@ from refunddesk.api.ops import register_queue_metrics
 from refunddesk.api.ops import router as ops_router
 from refunddesk.bootstrap import Container, bootstrap
 from refunddesk.escalation.views import router as escalations_router
+from refunddesk.fraud.store import cold_start_model
 from refunddesk.fraud.views import router as fraud_router
 from refunddesk.jobs.views import router as jobs_router
 from refunddesk.notifications.views import router as notifications_router
@@ -48,6 +49,12 @@ def create_app(container: Container | None = None, *, inline_worker: bool = Fals
         anyio.to_thread.current_default_thread_limiter().total_tokens = (
             container.settings.request_threads
         )
+        if container.settings.fraud_scoring:
+            # Load the fraud model (LightGBM, a second or two) now, not in the first
+            # refund request the server takes.
+            threading.Thread(
+                target=cold_start_model, name="fraud-model-warm-up", daemon=True
+            ).start()
         stop = threading.Event()
         thread = None
         if inline_worker:

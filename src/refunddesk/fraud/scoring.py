@@ -314,13 +314,19 @@ def apply_risk(evaluation: Evaluation, risk: Risk, rules: FraudRules) -> Evaluat
             return_required=False,
             return_by=None,
         )
+    if evaluation.decision is PolicyDecision.AWAITING_RETURN:
+        # The goods still come back first; on receipt the refund goes to review (a return
+        # received with approvals required is reviewed), so it never pays without them.
+        return replace(
+            evaluation,
+            findings=(*evaluation.findings, finding),
+            approvals_required=max(evaluation.approvals_required, 1),
+        )
     return replace(
         evaluation,
         decision=PolicyDecision.PENDING_REVIEW,
         findings=(*evaluation.findings, finding),
         approvals_required=max(evaluation.approvals_required, 1),
-        return_required=False,
-        return_by=None,
     )
 
 
