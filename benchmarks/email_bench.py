@@ -27,8 +27,7 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import func, select, update
 
-from benchmarks.http_bench import ORDER_PREFIX, order_payloads
-from benchmarks.payouts import _cpu_seconds
+from benchmarks.payouts import _cpu_seconds, approved_refunds
 from benchmarks.results import PhaseRow, at_least
 from benchmarks.servers import ROOT, free_port
 from refunddesk.bootstrap import bootstrap
@@ -38,12 +37,7 @@ from refunddesk.notifications import dispatch
 from refunddesk.notifications.channels.base import OutgoingEmail, Sent
 from refunddesk.notifications.channels.smtp import SmtpSender
 from refunddesk.notifications.orm import Message
-from refunddesk.orders.schemas import OrderCreate
-from refunddesk.orders.service import create_orders
-from refunddesk.refunds.schemas import RefundCreate
-from refunddesk.refunds.service import request_refund
 from refunddesk.settings import Settings
-from refunddesk.tenants.service import create_tenant
 
 TARGET = 500.0  # emails/s on 2 cores (issue 5)
 HELD_BACK = datetime(2100, 1, 1, tzinfo=UTC)
@@ -108,39 +102,7 @@ def _fill(settings: Settings, emails: int) -> None:
     container = bootstrap(settings)
     try:
         clock = container.clock
-        with container.db.write() as session:
-            tenant, _key = create_tenant(
-                session, clock=clock, name="Email Bench", currency="EUR", timezone="Europe/Berlin"
-            )
-            tenant_id = tenant.id
-        orders = max(100, emails // 10)
-        now = datetime.now(UTC)
-        for start in range(1, orders + 1, 1000):
-            batch = [
-                OrderCreate.model_validate(o)
-                for o in order_payloads(start, min(1000, orders + 1 - start), now)
-            ]
-            with container.db.write() as session:
-                create_orders(session, clock=clock, tenant_id=tenant_id, orders=batch)
-        for start in range(0, emails, REFUNDS_PER_WRITE):
-            with container.db.write() as session:
-                for i in range(start, min(emails, start + REFUNDS_PER_WRITE)):
-                    data = RefundCreate.model_validate(
-                        {
-                            "order_id": f"{ORDER_PREFIX}{i % orders + 1}",
-                            "amount_minor": 100 + i % 900,
-                            "reason": "damaged",
-                        }
-                    )
-                    request_refund(
-                        session,
-                        clock=clock,
-                        config=container.intake,
-                        tenant_id=tenant_id,
-                        data=data,
-                        actor="bench",
-                        idempotency_key=f"email-bench-{i}",
-                    )
+        approved_refunds(container, emails, name="Email Bench")
         with container.db.write() as session:
             session.execute(update(Job).values(run_at=HELD_BACK))  # payouts stay held back
         config = dispatch.DispatchConfig(

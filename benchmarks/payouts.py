@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine, make_url
 from benchmarks.http_bench import ORDER_PREFIX, order_payloads
 from benchmarks.results import PhaseRow, Target, at_least
 from benchmarks.servers import BIN, refunddesk_env
-from refunddesk.bootstrap import bootstrap
+from refunddesk.bootstrap import Container, bootstrap
 from refunddesk.db.migrate import upgrade
 from refunddesk.jobs.orm import Job
 from refunddesk.orders.schemas import OrderCreate
@@ -71,6 +71,46 @@ class Scenario:
     target: float | None  # payouts/s per worker process
 
 
+def approved_refunds(container: Container, refunds: int, *, name: str) -> str:
+    """A new tenant with `refunds` approved refunds (ten per order) taken in; its id."""
+    clock = container.clock
+    with container.db.write() as session:
+        tenant, _key = create_tenant(
+            session, clock=clock, name=name, currency="EUR", timezone="Europe/Berlin"
+        )
+        tenant_id = tenant.id
+    orders = max(100, refunds // 10)
+    now = datetime.now(UTC)
+    for start in range(1, orders + 1, 1000):
+        batch = [
+            OrderCreate.model_validate(o)
+            for o in order_payloads(start, min(1000, orders + 1 - start), now)
+        ]
+        with container.db.write() as session:
+            create_orders(session, clock=clock, tenant_id=tenant_id, orders=batch)
+    for start in range(0, refunds, REFUNDS_PER_WRITE):
+        with container.db.write() as session:
+            for i in range(start, min(refunds, start + REFUNDS_PER_WRITE)):
+                data = RefundCreate.model_validate(
+                    {
+                        "order_id": f"{ORDER_PREFIX}{i % orders + 1}",
+                        "amount_minor": 100 + i % 900,
+                        "reason": "damaged",
+                    }
+                )
+                refund, _ = request_refund(
+                    session,
+                    clock=clock,
+                    config=container.intake,
+                    tenant_id=tenant_id,
+                    data=data,
+                    actor="bench",
+                    idempotency_key=f"bench-{i}",
+                )
+                assert refund.status == "approved", refund.status
+    return tenant_id
+
+
 def _fill(url: str, refunds: int) -> None:
     """N approved refunds with their payout jobs queued but held back, as intake leaves them."""
     upgrade(url)
@@ -80,41 +120,7 @@ def _fill(url: str, refunds: int) -> None:
         Settings(database_url=url, sqlite_synchronous="NORMAL", fraud_scoring=False)
     )
     try:
-        clock = container.clock
-        with container.db.write() as session:
-            tenant, _key = create_tenant(
-                session, clock=clock, name="Payouts", currency="EUR", timezone="Europe/Berlin"
-            )
-            tenant_id = tenant.id
-        orders = max(100, refunds // 10)
-        now = datetime.now(UTC)
-        for start in range(1, orders + 1, 1000):
-            batch = [
-                OrderCreate.model_validate(o)
-                for o in order_payloads(start, min(1000, orders + 1 - start), now)
-            ]
-            with container.db.write() as session:
-                create_orders(session, clock=clock, tenant_id=tenant_id, orders=batch)
-        for start in range(0, refunds, REFUNDS_PER_WRITE):
-            with container.db.write() as session:
-                for i in range(start, min(refunds, start + REFUNDS_PER_WRITE)):
-                    data = RefundCreate.model_validate(
-                        {
-                            "order_id": f"{ORDER_PREFIX}{i % orders + 1}",
-                            "amount_minor": 100 + i % 900,
-                            "reason": "damaged",
-                        }
-                    )
-                    refund, _ = request_refund(
-                        session,
-                        clock=clock,
-                        config=container.intake,
-                        tenant_id=tenant_id,
-                        data=data,
-                        actor="bench",
-                        idempotency_key=f"payout-bench-{i}",
-                    )
-                    assert refund.status == "approved", refund.status
+        approved_refunds(container, refunds, name="Payouts")
         with container.db.write() as session:
             session.execute(update(Job).values(run_at=HELD_BACK))
             # Intake's events were told when intake ran; the workers dispatch only the events
