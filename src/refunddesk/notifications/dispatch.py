@@ -10,10 +10,10 @@ unique (tenant_id, event_id, channel) on messages makes a second message impossi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
@@ -46,16 +46,10 @@ from refunddesk.refunds.orm import Refund, RefundEvent
 from refunddesk.returns.service import RETURN_AUTHORIZED
 from refunddesk.tenants.orm import Tenant
 from refunddesk.tracking.service import REVIEW_DAYS
+from refunddesk.webhooks_out import fanout as webhooks
+from refunddesk.webhooks_out.rules import matches
 
 log = logging.getLogger(__name__)
-
-FanOut = Callable[..., int]
-try:  # retailer webhooks (webhooks_out) are optional to this module
-    from refunddesk.webhooks_out.fanout import enqueue_deliveries as _fanout
-
-    fanout: FanOut | None = _fanout
-except ImportError:  # pragma: no cover - only while webhooks_out is absent
-    fanout = None
 
 SEND_JOB = "send_message"
 DELAYED = "refund.delayed"
@@ -92,7 +86,20 @@ class _Extra:
     method: str
 
 
-def customer_kind(event: DispatchEvent) -> str | None:
+class _Step(Protocol):
+    """What customer_kind reads of an event: a DispatchEvent or a claimed row."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def from_status(self) -> str | None: ...
+    @property
+    def to_status(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+def customer_kind(event: _Step) -> str | None:
     """The message kind this event tells the customer, or None if it is not news to them."""
     if event.type == EventType.STATUS_CHANGED:
         if event.to_status == "pending_review" and event.from_status == "requested":
@@ -128,7 +135,14 @@ def run(*, db: Database, clock: Clock, config: DispatchConfig, max_batches: int 
 def dispatch_batch(session: Session, *, now: datetime, config: DispatchConfig) -> int:
     """Claim the oldest undispatched events and dispatch them in the session's transaction."""
     claimed = session.execute(
-        select(RefundEvent.tenant_id, RefundEvent.id)
+        select(
+            RefundEvent.tenant_id,
+            RefundEvent.id,
+            RefundEvent.type,
+            RefundEvent.from_status,
+            RefundEvent.to_status,
+            RefundEvent.data,
+        )
         .where(RefundEvent.dispatched == false())
         .order_by(RefundEvent.at, RefundEvent.id)
         .limit(config.batch_size)
@@ -137,10 +151,28 @@ def dispatch_batch(session: Session, *, now: datetime, config: DispatchConfig) -
     if not claimed:
         return 0
     keys = [(row.tenant_id, row.id) for row in claimed]
-    events, extras = _load(session, keys)
-    _messages(session, events, extras, now=now, config=config)
-    if fanout is not None:
-        fanout(session, events=events, now=now, max_attempts=config.max_attempts)
+    tenants = {row.tenant_id for row in claimed}
+    endpoints = webhooks.enabled_endpoints(session, tenants)
+    tell_customers = config.email_on or config.sms_on
+    # Only events someone hears of are read in full (with their refund and order): most
+    # steps (processing, payout sent) are news to no customer, and often to no endpoint.
+    needed = [
+        (row.tenant_id, row.id)
+        for row in claimed
+        if (tell_customers and customer_kind(row) is not None)
+        or any(matches(patterns, row.type) for _, patterns in endpoints.get(row.tenant_id, ()))
+    ]
+    if needed:
+        events, extras = _load(session, needed)
+        _messages(session, events, extras, now=now, config=config)
+        if endpoints:
+            webhooks.enqueue_deliveries(
+                session,
+                events=events,
+                now=now,
+                max_attempts=config.max_attempts,
+                endpoints=endpoints,
+            )
     session.execute(
         update(RefundEvent)
         .where(pairs_in(RefundEvent.tenant_id, RefundEvent.id, keys))

@@ -150,7 +150,7 @@ def write_moves(
         settings = {only: one} if one is not None else {}
     else:
         settings = settings_for(conn, tenants)
-    inserts, updates = [], []
+    inserts, updates, status_only = [], [], []
     for key, steps in pending.items():
         found = context.get(key)
         tenant = settings.get(key[0])
@@ -174,6 +174,17 @@ def write_moves(
         status, at = steps[-1]
         # New refunds meet the one-off rules (value, VIP, risk); a failed payout its own.
         check_now = (not exists and status in OPEN) or status is RefundStatus.FAILED
+        if exists and not check_now and clocks == before:
+            # A move no clock notices (approved -> processing): the row keeps its clocks.
+            status_only.append(
+                {
+                    "status": str(status),
+                    "updated_at": at,
+                    "k_tenant_id": key[0],
+                    "k_refund_id": key[1],
+                }
+            )
+            continue
         values = row_values(
             tenant_id=key[0],
             refund_id=key[1],
@@ -201,7 +212,8 @@ def write_moves(
     db = Driver.of(conn)
     db.execute_many(_INSERT, inserts)
     db.execute_many(_UPDATE, updates)
-    return len(inserts) + len(updates)
+    db.execute_many(_UPDATE_STATUS, status_only)
+    return len(inserts) + len(updates) + len(status_only)
 
 
 _UPDATE = Prepared(
@@ -211,6 +223,7 @@ _UPDATE = Prepared(
     ),
     keys=list(_UPDATE_KEYS),
 )
+_UPDATE_STATUS = Prepared(_UPDATE.statement, keys=["status", "updated_at"])
 
 
 def _on_flush(session: Session, _ctx: object) -> None:

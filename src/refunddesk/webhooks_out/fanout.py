@@ -99,6 +99,10 @@ def _row(
     }
 
 
+# tenant id -> [(endpoint id, event type filters)]
+Endpoints = dict[str, list[tuple[str, list[str]]]]
+
+
 def enqueue_job(
     session: Session, tenant_id: str, delivery_id: str, now: datetime, max_attempts: int
 ) -> None:
@@ -113,9 +117,8 @@ def enqueue_job(
     )
 
 
-def _enabled_endpoints(
-    session: Session, tenant_ids: Iterable[str]
-) -> dict[str, list[tuple[str, list[str]]]]:
+def enabled_endpoints(session: Session, tenant_ids: Iterable[str]) -> Endpoints:
+    """Per tenant, its enabled endpoints as (id, event type filters)."""
     by_tenant: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
     for tenant_id, endpoint_id, patterns in session.execute(
         select(WebhookEndpoint.tenant_id, WebhookEndpoint.id, WebhookEndpoint.event_types).where(
@@ -127,15 +130,22 @@ def _enabled_endpoints(
 
 
 def enqueue_deliveries(
-    session: Session, *, events: Sequence[DispatchEvent], now: datetime, max_attempts: int
+    session: Session,
+    *,
+    events: Sequence[DispatchEvent],
+    now: datetime,
+    max_attempts: int,
+    endpoints: Endpoints | None = None,
 ) -> int:
     """Queue a delivery of each event to each enabled endpoint that wants it; never twice.
 
-    Returns how many deliveries were queued. Runs in the caller's transaction.
+    Returns how many deliveries were queued. Runs in the caller's transaction. endpoints:
+    enabled_endpoints() of the events' tenants, when the caller has read them already.
     """
     if not events:
         return 0
-    endpoints = _enabled_endpoints(session, {e.tenant_id for e in events})
+    if endpoints is None:
+        endpoints = enabled_endpoints(session, {e.tenant_id for e in events})
     if not endpoints:
         return 0
     wanted = [
