@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Table, bindparam, insert, literal, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, bindparam, insert, literal, select, text, update
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from refunddesk.bootstrap import Container
 from refunddesk.core.ids import new_id, new_reference
@@ -143,3 +144,47 @@ def test_statements_whose_sql_depends_on_their_values_are_refused(container: Con
     in_list = Prepared(select(Tenant.id).where(Tenant.id.in_(bindparam("ids", expanding=True))))
     with container.db.reading() as db, pytest.raises(ValueError, match="expanding"):
         db.all(in_list, {"ids": ["a"]})
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        datetime(2026, 3, 29, 0, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 29, 3, 0, 0, 1, tzinfo=ZoneInfo("Europe/Berlin")),
+        datetime(999, 1, 1, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+    ids=["utc", "berlin-after-dst", "year-999-offset"],
+)
+def test_times_are_stored_as_utc_and_read_back_equal(
+    container: Container, factory: Factory, given: datetime
+) -> None:
+    # The same instant through the ORM and through a prepared statement: equal, sortable text
+    # on SQLite (naive UTC), and aware UTC when read back.
+    tenant = factory.tenant()
+    update_created = Prepared(
+        update(table_of(Tenant))
+        .where(table_of(Tenant).c.id == bindparam("k_id"))
+        .values(created_at=bindparam("at"))
+    )
+    with container.db.write() as session:
+        Driver.of(session).execute(update_created, {"k_id": tenant.id, "at": given})
+    with container.db.read() as session:
+        read = session.scalar(select(Tenant.created_at).where(Tenant.id == tenant.id))
+        raw = session.execute(
+            text("SELECT created_at FROM tenants WHERE id = :id"), {"id": tenant.id}
+        ).scalar()
+    assert read == given
+    assert read is not None
+    assert read.utcoffset() == timedelta(0)
+    if container.db.engine.dialect.name == "sqlite":
+        assert raw == given.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f").zfill(26)
+
+
+def test_a_naive_time_is_refused_before_it_reaches_the_database(
+    container: Container, factory: Factory
+) -> None:
+    tenant = factory.tenant()
+    with pytest.raises(StatementError, match="naive datetimes"), container.db.write() as s:
+        s.execute(
+            update(Tenant).where(Tenant.id == tenant.id).values(created_at=datetime(2026, 1, 1))
+        )

@@ -13,7 +13,8 @@ from refunddesk.policy.document import PolicyError, parse_policy
 from refunddesk.refunds.domain import RefundStatus as S
 from refunddesk.sla.calendar import BusinessCalendar, legal_deadline
 from refunddesk.sla.config import Calendar, Escalation, Jurisdiction, Sla, Tier
-from refunddesk.sla.domain import ClockName, ClockRules, advance, jurisdiction_for, views
+from refunddesk.sla.domain import Clock, ClockName, ClockRules, advance, jurisdiction_for, views
+from refunddesk.sla.maintain import _QUIET
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
 
@@ -288,3 +289,37 @@ def test_a_fixed_lead_time_warns_that_many_business_hours_before_the_deadline() 
     paused = advance(clocks, S.AWAITING_RETURN, FRIDAY_1300, r)
     back = advance(paused, S.RETURN_RECEIVED, local(BERLIN, 2026, 11, 23, 9), r)
     assert back[ClockName.DECISION].warn_at == local(BERLIN, 2026, 11, 23, 12)
+
+
+PATHS = {  # a way into each status, from the request
+    S.REQUESTED: [S.REQUESTED],
+    S.PENDING_REVIEW: [S.REQUESTED, S.PENDING_REVIEW],
+    S.RETURN_RECEIVED: [S.REQUESTED, S.AWAITING_RETURN, S.RETURN_RECEIVED],
+    S.APPROVED: [S.REQUESTED, S.APPROVED],
+    S.PROCESSING: [S.REQUESTED, S.APPROVED, S.PROCESSING],
+    S.SUCCEEDED: [S.REQUESTED, S.APPROVED, S.PROCESSING, S.SUCCEEDED],
+    S.REJECTED: [S.REQUESTED, S.REJECTED],
+    S.CANCELED: [S.REQUESTED, S.CANCELED],
+}
+
+
+@pytest.mark.parametrize("pause_in", [["awaiting_return"], ["awaiting_return", "failed"], []])
+@pytest.mark.parametrize("law", [Jurisdiction.EU, Jurisdiction.NONE])
+def test_a_move_the_clocks_writer_skips_changes_no_clock(
+    pause_in: list[str], law: Jurisdiction
+) -> None:
+    # track_clocks writes only the status for these moves, without reading the clocks: that
+    # is right only if advance() would leave every clock as it was, whatever the tenant set.
+    rules = ClockRules.of(
+        Sla.model_validate({"pause_in": pause_in}), default_tz="Europe/Berlin", jurisdiction=law
+    )
+    at = local(BERLIN, 2026, 11, 23, 9)
+    assert ("approved", "processing") in _QUIET  # the payout job's first step
+    for before, after in sorted(_QUIET):
+        clocks: dict[ClockName, Clock] = {}
+        for n, status in enumerate(PATHS[S(before)]):
+            clocks = advance(clocks, status, at + timedelta(hours=n), rules)
+        moved = advance(clocks, S(after), at + timedelta(days=3), rules)
+        assert moved == clocks, (before, after)
+    assert ("processing", "succeeded") not in _QUIET
+    assert ("awaiting_return", "return_received") not in _QUIET

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import Connection, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
@@ -22,7 +22,7 @@ from refunddesk.orders.orm import Order
 from refunddesk.refunds.domain import OPEN, EventType, RefundStatus
 from refunddesk.refunds.orm import NewEvent, Refund
 from refunddesk.sla import domain
-from refunddesk.sla.config import Jurisdiction
+from refunddesk.sla.config import Jurisdiction, PausingStatus
 from refunddesk.sla.domain import Clocks
 from refunddesk.sla.orm import RefundClock
 from refunddesk.sla.settings import TenantSettings, country_of, settings_fast, settings_for
@@ -125,17 +125,48 @@ _UPDATE_KEYS = (
 )
 
 
+def _quiet(from_status: str | None, to_status: str) -> bool:
+    """Whether no clock can notice this move (approved -> processing): every clock runs in
+    both statuses or in neither, and neither is one a tenant may pause clocks in."""
+    if from_status is None or from_status in _MAY_PAUSE or to_status in _MAY_PAUSE:
+        return False
+    before, after = RefundStatus(from_status), RefundStatus(to_status)
+    return all((before in runs) == (after in runs) for runs in domain.RUNS_IN.values())
+
+
+_MAY_PAUSE = frozenset(get_args(PausingStatus))
+_QUIET = {(str(a), str(b)) for a in RefundStatus for b in RefundStatus if _quiet(str(a), str(b))}
+
+
 def track_clocks(bind: Session | Connection, refunds: Iterable[Refund]) -> int:
     """Advance the clocks of refunds whose recorded (not yet cleared) events move them."""
     pending = {}
+    quiet = []
     for refund in refunds:
-        steps = moves(refund.__dict__.get("_pending_events") or ())
-        if steps:
+        events = refund.__dict__.get("_pending_events") or ()
+        steps = moves(events)
+        if not steps:
+            continue
+        if all((e.from_status, e.to_status) in _QUIET for e in events if e.type in _MOVES):
+            # Nothing to read or recompute: the row only learns the refund's new status.
+            status, at = steps[-1]
+            quiet.append(_status_row(refund.tenant_id, refund.id, status, at))
+        else:
             pending[(refund.tenant_id, refund.id)] = steps
-    if not pending:
-        return 0
     conn = bind.connection() if isinstance(bind, Session) else bind
-    return write_moves(conn, pending)
+    Driver.of(conn).execute_many(_UPDATE_STATUS, quiet)
+    return len(quiet) + (write_moves(conn, pending) if pending else 0)
+
+
+def _status_row(
+    tenant_id: str, refund_id: str, status: RefundStatus, at: datetime
+) -> dict[str, Any]:
+    return {
+        "status": str(status),
+        "updated_at": at,
+        "k_tenant_id": tenant_id,
+        "k_refund_id": refund_id,
+    }
 
 
 def write_moves(
@@ -176,14 +207,7 @@ def write_moves(
         check_now = (not exists and status in OPEN) or status is RefundStatus.FAILED
         if exists and not check_now and clocks == before:
             # A move no clock notices (approved -> processing): the row keeps its clocks.
-            status_only.append(
-                {
-                    "status": str(status),
-                    "updated_at": at,
-                    "k_tenant_id": key[0],
-                    "k_refund_id": key[1],
-                }
-            )
+            status_only.append(_status_row(key[0], key[1], status, at))
             continue
         values = row_values(
             tenant_id=key[0],
