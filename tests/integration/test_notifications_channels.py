@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
+from email import message_from_bytes
+from email.policy import default
 from typing import Any
 
 import pytest
@@ -185,3 +187,32 @@ def test_a_line_break_in_a_subject_or_name_never_starts_a_new_header() -> None:
     assert "\nBcc:" not in headers
     assert "\nX-Injected:" not in headers
     assert "Subject: Your refund Bcc: someone@example.com" in headers
+
+
+@pytest.mark.parametrize(
+    ("subject", "name"),
+    [
+        ("Your refund of 17.40 EUR is approved", "Northwind"),
+        ("Ihre Erstattung über 17,40 € ist genehmigt — " + "sehr lang " * 12, "Northwind Träders"),
+        ("Your refund " * 12, "Plain"),  # ASCII but too long for one line: folded
+    ],
+    ids=["ascii", "non-ascii-long", "long-ascii"],
+)
+def test_headers_read_back_as_written_whatever_their_characters(subject: str, name: str) -> None:
+    sender = SmtpSender(host="127.0.0.1", port=1, sender="refunds@example.com", starttls=False)
+    email = OutgoingEmail(
+        message_id="01M813W5BEVDZCARAWRNQT8R6M",
+        to="customer@example.com",
+        subject=subject,
+        text="Grüße\n.\nEnde",
+        html="<p>Grüße</p>",
+        sender_name=name,
+    )
+    raw = sender.build(email).as_bytes()
+    assert all(len(line) <= 78 for line in raw.split(b"\n\n", 1)[0].split(b"\n"))
+    parsed = message_from_bytes(raw, policy=default)
+    assert parsed["Subject"].strip() == subject.strip()
+    assert parsed["From"].addresses[0].display_name == name
+    body = parsed.get_body(("plain",))
+    assert body is not None
+    assert body.get_content().rstrip("\n") == "Grüße\n.\nEnde"

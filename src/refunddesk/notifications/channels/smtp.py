@@ -6,13 +6,17 @@ connection, so there is nothing for an event loop to overlap.
 
 from __future__ import annotations
 
+import secrets
 import smtplib
 import ssl
 from collections.abc import Sequence
-from email.charset import QP, Charset
+from email.charset import BASE64, QP, Charset
+from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import Compat32
 from email.utils import formataddr, formatdate
+from typing import Any
 
 from refunddesk.notifications.channels.base import OutgoingEmail, SendFailed, Sent
 
@@ -20,6 +24,39 @@ from refunddesk.notifications.channels.base import OutgoingEmail, SendFailed, Se
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 _UTF8_QP.header_encoding = QP
+
+
+class _Policy(Compat32):
+    """compat32, with two shortcuts for the headers we write (one line each, from our code).
+
+    compat32 folds every header through email.header.Header, the largest part of sending an
+    email: a short ASCII header comes out of it unchanged, so it is written as it is; a
+    non-ASCII one is encoded as base64 words, which Header splits in a quarter of the time
+    it takes for quoted-printable ones (which it also tries, to pick the shorter).
+    """
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        if isinstance(value, str) and "\n" not in value and "\r" not in value:
+            if value.isascii():
+                if len(name) + len(value) + 2 <= (self.max_line_length or 78):
+                    return f"{name}: {value}{self.linesep}"
+            elif _encodable(value):
+                value = Header(value, _UTF8_B64, header_name=name)
+        folded: str = super()._fold(name, value, sanitize)  # type: ignore[misc]
+        return folded
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # lone surrogates: compat32 knows what to do with them
+        return False
+    return True
+
+
+_UTF8_B64 = Charset("utf-8")
+_UTF8_B64.header_encoding = BASE64
+_POLICY = _Policy()
 
 
 class SmtpSender:
@@ -49,7 +86,9 @@ class SmtpSender:
         policy costs about 2.5 ms a message to build and flatten, these under 1 ms, and
         the sending worker does little else per email.
         """
-        msg = MIMEMultipart("alternative")
+        # A boundary of our own: the generator would otherwise compile a regular expression
+        # per message to check its random one. "=_" never occurs in quoted-printable text.
+        msg = MIMEMultipart("alternative", boundary=f"=_{secrets.token_hex(12)}", policy=_POLICY)
         msg["From"] = formataddr((_one_line(email.sender_name), self.sender))
         msg["To"] = _one_line(email.to)
         msg["Subject"] = _one_line(email.subject)
@@ -117,7 +156,7 @@ class SmtpSender:
 
 def _text_part(body: str, subtype: str) -> MIMENonMultipart:
     """A text/<subtype> part in UTF-8, quoted-printable (what MIMEText does, typed)."""
-    part = MIMENonMultipart("text", subtype)
+    part = MIMENonMultipart("text", subtype, policy=_POLICY)
     part.set_payload(body, _UTF8_QP)
     return part
 
