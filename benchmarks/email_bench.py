@@ -217,7 +217,11 @@ def run(work: Path, cfg: EmailBenchConfig, console: Console) -> list[PhaseRow]:
             console.print(f"  email queue: {rows[-1].per_second:,.0f} emails/s")
 
             sender = SmtpSender(
-                host="127.0.0.1", port=port, sender="bench@example.com", starttls=False
+                host="127.0.0.1",
+                port=port,
+                sender="bench@example.com",
+                starttls=False,
+                connections=container.settings.smtp_connections,
             )
             size = container.settings.worker_batch_size
             batches = [outgoing[i : i + size] for i in range(0, len(outgoing), size)]

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_from: str = "refunds@refunddesk.invalid"
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # SMTP sessions one batch of emails is spread over, side by side.
+    smtp_connections: int = Field(default=4, ge=1, le=32)
     # SMS through a Twilio-compatible API; no base URL or account: SMS is off (skipped).
     sms_base_url: str | None = None
     sms_account_sid: str | None = None

@@ -216,3 +216,44 @@ def test_headers_read_back_as_written_whatever_their_characters(subject: str, na
     body = parsed.get_body(("plain",))
     assert body is not None
     assert body.get_content().rstrip("\n") == "Grüße\n.\nEnde"
+
+
+class _Sessions(Inbox):
+    """Counts SMTP sessions, and refuses recipients at refused.example."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: set[object] = set()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        with self.lock:
+            self.peers.add(session.peer)
+        if address.endswith("@refused.example"):
+            return "550 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_batch_is_spread_over_sessions_and_each_outcome_stays_with_its_email() -> None:
+    handler, reserved = _Sessions(), ReservedPort()
+    controller = reserved.serve(handler)
+    try:
+        sender = SmtpSender(
+            host="127.0.0.1", port=reserved.port, sender="desk@example.com", starttls=False,
+            connections=3,
+        )  # fmt: skip
+        refused = {4, 17, 29}
+        emails = [
+            _email(f"c{i}@refused.example" if i in refused else f"c{i}@example.com")
+            for i in range(35)
+        ]
+        outcomes = sender.send(emails)
+    finally:
+        controller.stop()
+    assert len(handler.peers) == 3
+    assert [i for i, o in enumerate(outcomes) if isinstance(o, SendFailed)] == sorted(refused)
+    assert all(o.permanent for o in outcomes if isinstance(o, SendFailed))
+    received = sorted(str(m["To"]) for m in handler.messages)
+    assert received == sorted(f"c{i}@example.com" for i in range(35) if i not in refused)

@@ -28,6 +28,7 @@ def email_sender(s: Settings) -> EmailSender | None:
         username=s.smtp_username,
         password=s.smtp_password,
         timeout=s.smtp_timeout_seconds,
+        connections=s.smtp_connections,
     )
 
 
