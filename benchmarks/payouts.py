@@ -130,6 +130,10 @@ def _fill(url: str, refunds: int) -> None:
             # Intake's events were told when intake ran; the workers dispatch only the events
             # the payouts themselves make (the dispatcher runs in every worker, as shipped).
             session.execute(update(RefundEvent).values(dispatched=True))
+        # Planner statistics, as a database in service has them (PostgreSQL's autovacuum, the
+        # worker's periodic ANALYZE on SQLite). A bulk-filled database has none yet, and
+        # without them PostgreSQL reads a tenant's every event to find a batch of 500.
+        container.db.refresh_statistics(postgresql=True)
     finally:
         container.close()
 

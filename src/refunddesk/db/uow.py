@@ -122,16 +122,17 @@ class Database:
             group.session.close()
             group.done.set()
 
-    def refresh_statistics(self) -> None:
-        """SQLite: gather the query planner's statistics (ANALYZE, sampled).
+    def refresh_statistics(self, *, postgresql: bool = False) -> None:
+        """Gather the query planner's statistics (ANALYZE; sampled on SQLite).
 
         Without them SQLite guesses that `tenant_id = ?` matches about ten rows, so for
         `tenant_id = ? AND id IN (...)` it walks a tenant-leading index through the tenant's
         every row rather than looking the ids up by primary key: fine on a fresh database,
         tens of milliseconds a batch once a tenant has tens of thousands of refunds.
-        PostgreSQL's autovacuum keeps its own statistics.
+        PostgreSQL's autovacuum keeps its own statistics, so the worker's periodic call
+        leaves it alone; postgresql=True analyzes it too (after a bulk load).
         """
-        if self.is_sqlite:
+        if self.is_sqlite or postgresql:
             with self.write() as session:
                 session.execute(text("ANALYZE"))
 
