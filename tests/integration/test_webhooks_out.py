@@ -334,6 +334,8 @@ def test_a_failing_endpoint_is_retried_with_backoff_and_the_same_webhook_id_unti
     (delivery,) = log(wh, tenant.id, endpoint_id)
     assert delivery.status == "delivered"
     assert delivery.attempt_count == 3
+    assert (delivery.last_status_code, delivery.last_error) == (204, None)
+    assert delivery.delivered_at == delivery.attempts[-1].at
     assert [(a.ok, a.status_code, a.error) for a in delivery.attempts] == [
         (False, 500, "HTTP 500"),
         (False, 500, "HTTP 500"),

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import urllib3
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 from urllib3.exceptions import HTTPError, TimeoutError
@@ -26,7 +27,9 @@ from urllib3.exceptions import HTTPError, TimeoutError
 from refunddesk import __version__
 from refunddesk.core.clock import Clock
 from refunddesk.core.ids import new_id
+from refunddesk.db.base import table_of
 from refunddesk.db.keys import pairs_in
+from refunddesk.db.prepared import Driver, Prepared
 from refunddesk.db.uow import Database
 from refunddesk.jobs.queue import ClaimedJob
 from refunddesk.jobs.worker import Outcome
@@ -120,11 +123,12 @@ class DeliveryHandler:
         self, session: Session, jobs: Sequence[ClaimedJob], outcomes: dict[int, Outcome]
     ) -> list[Request]:
         keys = [(j.tenant_id or "", str(j.payload.get("delivery_id"))) for j in jobs]
+        # Columns, not entities: the rows are only read here (updates go by statement).
         deliveries = {
             (d.tenant_id, d.id): d
-            for d in session.scalars(
-                select(WebhookDelivery).where(
-                    pairs_in(WebhookDelivery.tenant_id, WebhookDelivery.id, keys)
+            for d in session.execute(
+                select(*_PREPARE_COLUMNS).where(
+                    pairs_in(_DELIVERIES.c.tenant_id, _DELIVERIES.c.id, keys)
                 )
             )
         }
@@ -143,6 +147,7 @@ class DeliveryHandler:
         )
         now = self.clock.now()
         requests = []
+        skipped = []
         for job, key in zip(jobs, keys, strict=True):
             delivery = deliveries.get(key)
             if delivery is None or delivery.status not in SENDABLE:
@@ -150,8 +155,7 @@ class DeliveryHandler:
                 continue
             endpoint = endpoints.get((delivery.tenant_id, delivery.endpoint_id))
             if endpoint is None or not endpoint.enabled:
-                delivery.status, delivery.updated_at = SKIPPED, now
-                delivery.last_error = "the endpoint is disabled"
+                skipped.append({"k_tenant_id": key[0], "k_id": key[1], "updated_at": now})
                 outcomes[job.id] = Outcome.done()
                 continue
             requests.append(
@@ -166,6 +170,7 @@ class DeliveryHandler:
                     secrets=_signing_secrets(endpoint, now),
                 )
             )
+        Driver.of(session).execute_many(_SKIP, skipped)
         return requests
 
     def send(self, request: Request) -> Result:
@@ -213,11 +218,11 @@ class DeliveryHandler:
         self, session: Session, results: list[Result], outcomes: dict[int, Outcome]
     ) -> None:
         keys = [(r.request.tenant_id, r.request.delivery_id) for r in results]
-        deliveries = {
-            (d.tenant_id, d.id): d
-            for d in session.scalars(
-                select(WebhookDelivery).where(
-                    pairs_in(WebhookDelivery.tenant_id, WebhookDelivery.id, keys)
+        existing = {
+            (row.tenant_id, row.id)
+            for row in session.execute(
+                select(_DELIVERIES.c.tenant_id, _DELIVERIES.c.id).where(
+                    pairs_in(_DELIVERIES.c.tenant_id, _DELIVERIES.c.id, keys)
                 )
             )
         }
@@ -231,44 +236,54 @@ class DeliveryHandler:
             )
         }
         now = self.clock.now()
+        attempts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         for result in sorted(results, key=lambda r: r.at):
             request = result.request
-            delivery = deliveries.get((request.tenant_id, request.delivery_id))
             endpoint = endpoints.get((request.tenant_id, request.endpoint_id))
-            if delivery is None or endpoint is None:  # deleted while we were sending
-                outcomes[request.job_id] = Outcome.done()
+            if (request.tenant_id, request.delivery_id) not in existing or endpoint is None:
+                outcomes[request.job_id] = Outcome.done()  # deleted while we were sending
                 continue
-            session.add(
-                WebhookAttempt(
-                    tenant_id=request.tenant_id,
-                    id=new_id(),
-                    delivery_id=request.delivery_id,
-                    at=result.at,
-                    ok=result.ok,
-                    status_code=result.status_code,
-                    duration_ms=result.duration_ms,
-                    error=result.error,
-                    response_excerpt=result.excerpt,
-                )
+            attempts.append(
+                {
+                    "tenant_id": request.tenant_id,
+                    "id": new_id(),
+                    "delivery_id": request.delivery_id,
+                    "at": result.at,
+                    "ok": result.ok,
+                    "status_code": result.status_code,
+                    "duration_ms": result.duration_ms,
+                    "error": result.error,
+                    "response_excerpt": result.excerpt,
+                }
             )
-            delivery.attempts += 1
-            delivery.last_status_code = result.status_code
-            delivery.last_error = result.error
-            delivery.updated_at = now
+            update = {
+                "k_tenant_id": request.tenant_id,
+                "k_id": request.delivery_id,
+                "last_status_code": result.status_code,
+                "last_error": result.error,
+                "updated_at": now,
+                "status": DELIVERED,
+                "delivered_at": result.at if result.ok else None,
+            }
+            updates.append(update)
             if result.ok:
-                delivery.status, delivery.delivered_at = DELIVERED, result.at
-                endpoint.failing_since = None
+                if endpoint.failing_since is not None:
+                    endpoint.failing_since = None
                 outcomes[request.job_id] = Outcome.done()
                 continue
-            delivery.status = PENDING
+            update["status"] = PENDING
             endpoint.failing_since = endpoint.failing_since or result.at
             if endpoint.enabled and result.at - endpoint.failing_since >= self.disable_after:
                 self._disable(session, endpoint, result, now)
             if not endpoint.enabled:  # no point retrying: it waits for a redeliver
-                delivery.status = FAILED
+                update["status"] = FAILED
                 outcomes[request.job_id] = Outcome.done()
             else:
                 outcomes[request.job_id] = Outcome.retry(result.error or "failed")
+        db = Driver.of(session)
+        db.execute_many(_INSERT_ATTEMPT, attempts)
+        db.execute_many(_UPDATE_DELIVERY, updates)
 
     def _disable(
         self, session: Session, endpoint: WebhookEndpoint, result: Result, now: datetime
@@ -345,6 +360,38 @@ class DeliveryHandler:
     def close(self) -> None:
         self._pool.shutdown(wait=False)
         self._http.clear()
+
+
+_DELIVERIES = table_of(WebhookDelivery)
+_ATTEMPTS = table_of(WebhookAttempt)
+_PREPARE_COLUMNS = [
+    _DELIVERIES.c[c] for c in ("tenant_id", "id", "endpoint_id", "event_id", "status", "payload")
+]
+_BY_KEY = (_DELIVERIES.c.tenant_id == bindparam("k_tenant_id")) & (
+    _DELIVERIES.c.id == bindparam("k_id")
+)
+_SKIP = Prepared(
+    update(_DELIVERIES)
+    .where(_BY_KEY)
+    .values(
+        status=SKIPPED, last_error="the endpoint is disabled", updated_at=bindparam("updated_at")
+    )
+)
+_INSERT_ATTEMPT = Prepared(insert(_ATTEMPTS), keys=[c.key for c in _ATTEMPTS.columns])
+# An attempt's outcome. A failed one leaves delivered_at as it was (an earlier delivery of a
+# redelivered event stays on record).
+_UPDATE_DELIVERY = Prepared(
+    update(_DELIVERIES)
+    .where(_BY_KEY)
+    .values(
+        attempts=_DELIVERIES.c.attempts + 1,
+        delivered_at=func.coalesce(
+            bindparam("delivered_at", type_=_DELIVERIES.c.delivered_at.type),
+            _DELIVERIES.c.delivered_at,
+        ),
+    ),
+    keys=["last_status_code", "last_error", "updated_at", "status"],
+)
 
 
 def _signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> tuple[str, ...]:
