@@ -161,6 +161,20 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
+def _postgres_cpu() -> dict[int, float]:
+    """CPU so far of every PostgreSQL server process on this machine, by pid."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone since the listing
+            continue
+        if text.split(" (", 1)[1].startswith("postgres)"):
+            fields = text.rsplit(")", 1)[1].split()
+            found[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
 def _start_workers(
     url: str, count: int, latency_ms: int, log: Path
 ) -> list[subprocess.Popen[bytes]]:
@@ -218,6 +232,7 @@ def _measure(url: str, scenario: Scenario, work: Path, max_seconds: float) -> Ph
     try:
         load_before = os.getloadavg()[0]
         cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+        db_before = _postgres_cpu()
         with engine.begin() as conn:
             conn.execute(update(Job).values(run_at=datetime.now(UTC)))
         started = time.monotonic()
@@ -227,6 +242,10 @@ def _measure(url: str, scenario: Scenario, work: Path, max_seconds: float) -> Ph
             time.sleep(0.02)
         seconds = time.monotonic() - started
         cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+        db_after = _postgres_cpu()
+        # The server's processes alive at the end (a backend that exited during the run is
+        # missed; the workers keep their connections).
+        db_cpu = sum(v - db_before.get(p, 0.0) for p, v in db_after.items())
         load_after = os.getloadavg()[0]
     finally:
         _stop(procs)
@@ -252,6 +271,11 @@ def _measure(url: str, scenario: Scenario, work: Path, max_seconds: float) -> Ph
             "payouts_per_second_per_worker": round(per_worker, 1),
             "worker_cpu_ms_per_payout": round(cpu * 1000 / paid, 3) if paid else None,
             "worker_cpu_share": round(cpu / seconds, 2) if seconds else None,
+            **(
+                {"postgres_cpu_ms_per_payout": round(db_cpu * 1000 / paid, 3) if paid else None}
+                if scenario.database == "postgresql"
+                else {}
+            ),
             "load_average_1m": [round(load_before, 2), round(load_after, 2)],
             "refunds_by_status": by_status,
             "payout_rows": payouts,
