@@ -1,8 +1,9 @@
 """Fraud features of refunds, from the database, with a few set-based queries.
 
-One computation serves both paths: `feature_matrix` (training, evaluation and batch
-rescoring: many refunds, IN-list queries in chunks) and `intake_features` (one refund being
-requested, not yet stored: prepared statements, a handful of indexed lookups).
+Two paths, one arithmetic: `feature_matrix` (training, evaluation and batch rescoring: many
+refunds, IN-list queries in chunks, `compute_matrix` in numpy) and `intake_features` (one
+refund being requested, not yet stored: prepared statements on covering indexes, then
+`compute_one`, the same arithmetic in plain Python; a test pins that they agree).
 
 Times are seconds since the epoch inside this module. History counts look back from a
 cut-off: the refund's own creation time (what intake saw), or `as_of` when given (a
@@ -483,6 +484,95 @@ def compute(claim: Claim, history: History, *, as_of: float | None = None) -> li
     return [float(x) for x in compute_matrix([claim], history, as_of=as_of)[0]]
 
 
+def compute_one(claim: Claim, builder: HistoryBuilder) -> np.ndarray:
+    """compute_matrix([claim], builder.build()) for one claim, in plain Python ([1, k]).
+
+    Intake scores one refund at a time: numpy's cost per call on one-element arrays was most
+    of its features' time. Same arithmetic in the same order, so the same values (a test
+    compares the two on random histories).
+    """
+    out = [math.nan] * len(FEATURE_NAMES)
+    col = INDEX
+    created = _ms(claim.created_at)
+    cut = created
+    counted = claim.counted
+    group = builder.customers.get(claim.email, -1)
+    order = builder.orders.get(claim.order_id, -1)
+    mine = [(o, ms, a) for g, o, ms, a in builder.refunds if g == group]
+    for days, count_name, value_name in (
+        (30, "cust_refunds_30d", "cust_refund_value_30d"),
+        (90, "cust_refunds_90d", "cust_refund_value_90d"),
+        (365, "cust_refunds_365d", "cust_refund_value_365d"),
+    ):
+        lo = max(cut - days * DAY_MS, 0)
+        count = value = 0
+        for _o, ms, a in mine:
+            if lo <= ms <= cut:
+                count += 1
+                value += a
+        own = counted and cut - created <= days * DAY_MS
+        out[col[count_name]] = float(count - own)
+        out[col[value_name]] = float(value - own * claim.amount_minor)
+    lo = max(cut - 365 * DAY_MS, 0)
+    orders = sum(1 for g, ms in builder.customer_orders if g == group and lo <= ms <= cut)
+    orders = max(orders, 1)
+    out[col["cust_orders_365d"]] = float(orders)
+    out[col["cust_refund_rate_365d"]] = (out[col["cust_refunds_365d"]] + 1) / orders
+    prior = sum(1 for g, o, ms, _a in builder.refunds if o == order and 0 <= ms <= created)
+    out[col["order_prior_refunds"]] = float(prior - counted)
+
+    for name, value_ in zip(_SCALAR_FEATURES, _claim_scalars(claim), strict=True):
+        out[col[name]] = value_
+    account = out[col["account_age_days"]]
+    if not math.isnan(account):
+        out[col["account_age_days"]] = max(account, 0.0)
+
+    if builder.velocity is not None:
+        last_day, last_hour = builder.velocity
+    else:
+        last_hour = sum(1 for t in builder.tenant_ms if cut - HOUR_MS <= t < cut)
+        last_day = sum(1 for t in builder.tenant_ms if cut - 24 * HOUR_MS <= t < cut)
+    out[col["tenant_refunds_1h"]] = float(last_hour)
+    out[col["tenant_velocity_ratio"]] = (last_hour + 1) / ((last_day + 1) / 24.0)
+
+    for name in ("linked_accounts", "linked_refunds_30d"):
+        out[col[name]] = 0.0
+    for kind in KIND_FEATURES:
+        out[col[f"linked_{kind}_accounts"]] = 0.0
+        out[col[f"linked_{kind}_refunds_30d"]] = 0.0
+    owner = customer_key(claim.email)
+    by_holder: dict[str, set[LinkKind]] = {}
+    for digest, kind in claim.keys.items():
+        for holder, first in builder.key_holders.get(digest, {}).items():
+            if holder != owner and first <= cut:
+                by_holder.setdefault(holder, set()).add(kind)
+    if by_holder:
+        refunds_of: dict[int, list[int]] = defaultdict(list)
+        for g, ms in builder.holder_refunds:
+            refunds_of[g].append(ms)
+        orders_of: dict[int, list[int]] = defaultdict(list)
+        for g, ms in builder.holder_orders:
+            orders_of[g].append(ms)
+        lo30, lo365 = max(cut - 30 * DAY_MS, 0), max(cut - 365 * DAY_MS, 0)
+        rate_refunds = rate_orders = 0.0
+        for holder, kinds in by_holder.items():
+            g = builder.holders.get(holder, -1)
+            times = refunds_of.get(g, [])
+            n30 = sum(1 for ms in times if lo30 <= ms <= cut)
+            n365 = sum(1 for ms in times if lo365 <= ms <= cut)
+            o365 = max(sum(1 for ms in orders_of.get(g, []) if lo365 <= ms <= cut), 1)
+            out[col["linked_accounts"]] += 1
+            out[col["linked_refunds_30d"]] += n30
+            rate_refunds += n365
+            rate_orders += o365
+            for kind in kinds:
+                if kind in _KIND_SLOT:
+                    out[col[f"linked_{kind}_accounts"]] += 1
+                    out[col[f"linked_{kind}_refunds_30d"]] += n30
+        out[col["linked_refund_rate"]] = rate_refunds / rate_orders
+    return np.array([out], dtype=np.float64)
+
+
 def missing_inputs(claim: Claim) -> list[str]:
     """The optional signals this refund came without."""
     out: list[str] = []
@@ -921,6 +1011,36 @@ _INTAKE_HOLDERS = Prepared(
     .group_by(IdentityKey.key_hash, IdentityKey.customer_key)
     .limit(MAX_KEY_FANOUT * _KEY_SLOTS)
 )
+# Linked customers' orders (O: one row per order, as _HOLDER_ORDERS) and their refunds (R),
+# for up to _HOLDER_SLOTS customers a statement.
+_HOLDER_SLOTS = 16
+_SLOTS: list[BindParameter[str]] = [bindparam(f"h{i}") for i in range(_HOLDER_SLOTS)]
+_INTAKE_LINKED = Prepared(
+    union_all(
+        select(
+            literal("O", String).label("kind"),
+            IdentityKey.customer_key,
+            IdentityKey.order_id,
+            func.min(epoch_ms(IdentityKey.created_at)).label("ms"),
+        )
+        .where(IdentityKey.tenant_id == _T, IdentityKey.customer_key.in_(_SLOTS))
+        .group_by(IdentityKey.customer_key, IdentityKey.order_id),
+        select(
+            literal("R", String),
+            literal("", String),
+            Refund.order_id,
+            epoch_ms(Refund.created_at),
+        ).where(
+            Refund.tenant_id == _T,
+            Refund.order_id.in_(
+                select(IdentityKey.order_id).where(
+                    IdentityKey.tenant_id == _T, IdentityKey.customer_key.in_(_SLOTS)
+                )
+            ),
+            _NOT_CANCELED,
+        ),
+    )
+)
 _SINCE: BindParameter[datetime] = bindparam("since")
 _VELOCITY = Prepared(
     select(
@@ -988,8 +1108,9 @@ def intake_claim(db: Driver, *, tenant_id: str, request: IntakeRequest) -> Claim
     )
 
 
-def intake_history(db: Driver, session: Session, *, tenant_id: str, claim: Claim) -> History:
-    """What one claim looks back at: three prepared statements, more when it is linked."""
+def intake_history(db: Driver, *, tenant_id: str, claim: Claim) -> HistoryBuilder:
+    """What one claim looks back at, as rows (compute_one reads them): three prepared
+    statements, one more per 16 linked customers."""
     builder = HistoryBuilder()
     params = {"tenant_id": tenant_id, "email": claim.email}
     for kind, ms, amount, order_id in db.all(_INTAKE_HISTORY, params):
@@ -1006,9 +1127,28 @@ def intake_history(db: Driver, session: Session, *, tenant_id: str, claim: Claim
         builder.holder(digest, holder, int(first))
         if holder != own:
             builder._group(builder.holders, holder)
-    _linked_holders(session, tenant_id, builder)  # rare for an honest customer
+    _intake_linked(db, tenant_id, builder)  # none for an honest customer
     builder.velocity = _velocity(db, tenant_id, datetime.fromtimestamp(claim.created_at, UTC))
-    return builder.build()
+    return builder
+
+
+def _intake_linked(db: Driver, tenant_id: str, builder: HistoryBuilder) -> None:
+    """_linked_holders with prepared statements: the linked customers' orders and refunds."""
+    wanted = sorted(builder.holders)
+    for start in range(0, len(wanted), _HOLDER_SLOTS):
+        params: dict[str, Any] = {"tenant_id": tenant_id}
+        for i in range(_HOLDER_SLOTS):
+            params[f"h{i}"] = wanted[start + i] if start + i < len(wanted) else None
+        holder_of: dict[str, str] = {}
+        refunds: list[tuple[str, int]] = []
+        for kind, holder, order_id, ms in db.all(_INTAKE_LINKED, params):
+            if kind == "O":
+                builder.holder_order(holder, int(ms))
+                holder_of[order_id] = holder
+            else:
+                refunds.append((order_id, int(ms)))
+        for order_id, ms in refunds:  # after every order: rows of a UNION come in any order
+            builder.holder_refund(holder_of[order_id], ms)
 
 
 # Velocity is a coarse signal: one count per tenant per few seconds serves every refund
@@ -1049,5 +1189,5 @@ def intake_features(
     """Features of a refund being requested: its claim, a [1, k] row and the missing inputs."""
     db = Driver.of(session)
     claim = intake_claim(db, tenant_id=tenant_id, request=request)
-    history = intake_history(db, session, tenant_id=tenant_id, claim=claim)
-    return claim, compute_matrix([claim], history), missing_inputs(claim)
+    history = intake_history(db, tenant_id=tenant_id, claim=claim)
+    return claim, compute_one(claim, history), missing_inputs(claim)
