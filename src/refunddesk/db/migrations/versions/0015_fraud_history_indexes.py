@@ -1,4 +1,4 @@
-"""covering indexes for a customer's history (fraud features, policy rules)
+"""covering indexes for a customer's history and identity keys (fraud features, policy)
 
 Revision ID: 0015
 Revises: 0014
@@ -31,9 +31,37 @@ def upgrade() -> None:
             ["tenant_id", "customer_email", "purchased_at", "id"],
             unique=False,
         )
+    with op.batch_alter_table("fraud_identity_keys", schema=None) as batch_op:
+        batch_op.drop_index("ix_fraud_identity_keys_tenant_order")
+        batch_op.create_index(
+            "ix_fraud_identity_keys_tenant_order",
+            ["tenant_id", "order_id", "key_hash", "kind"],
+            unique=False,
+        )
+        batch_op.drop_index("ix_fraud_identity_keys_tenant_customer")
+        batch_op.create_index(
+            "ix_fraud_identity_keys_tenant_customer",
+            ["tenant_id", "customer_key", "order_id", "created_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_fraud_identity_keys_tenant_key_holder",
+            ["tenant_id", "key_hash", "customer_key", "created_at"],
+            unique=False,
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("fraud_identity_keys", schema=None) as batch_op:
+        batch_op.drop_index("ix_fraud_identity_keys_tenant_key_holder")
+        batch_op.drop_index("ix_fraud_identity_keys_tenant_customer")
+        batch_op.create_index(
+            "ix_fraud_identity_keys_tenant_customer", ["tenant_id", "customer_key"], unique=False
+        )
+        batch_op.drop_index("ix_fraud_identity_keys_tenant_order")
+        batch_op.create_index(
+            "ix_fraud_identity_keys_tenant_order", ["tenant_id", "order_id"], unique=False
+        )
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_index("ix_orders_tenant_customer_email")
         batch_op.create_index(
