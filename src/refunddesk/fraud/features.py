@@ -34,7 +34,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from refunddesk.db.prepared import Driver, Prepared
 from refunddesk.fraud.linking import LinkKind, customer_key, identity_keys, identity_of
@@ -716,16 +718,56 @@ _HOLDER_ORDERS = (
 _ORDER_REFUNDS = select(Refund.order_id, epoch_ms(Refund.created_at), Refund.amount_minor).where(
     Refund.tenant_id == _T, Refund.order_id.in_(_IDS), _NOT_CANCELED
 )
-_TENANT_TIMES = select(epoch_ms(Refund.created_at)).where(
-    Refund.tenant_id == _T,
-    Refund.created_at >= bindparam("since"),
-    Refund.created_at <= bindparam("until"),
+_TENANT_TIMES = Prepared(
+    select(epoch_ms(Refund.created_at)).where(
+        Refund.tenant_id == _T,
+        Refund.created_at >= bindparam("since"),
+        Refund.created_at <= bindparam("until"),
+    )
 )
 
 
+# IN-lists are prepared at a few lengths, the unused places NULL (which IN never matches):
+# SQLAlchemy's expanding parameters cost more per chunk than the database's work.
+_SLOT_SIZES = (16, 256, _CHUNK)
+_SLOT_NAMES = [f"i{n}" for n in range(_CHUNK)]
+_in_lists: dict[tuple[int, int], Prepared] = {}
+
+
+def _in_list(stmt: Any, size: int) -> Prepared:
+    """stmt with its expanding "ids" IN-list as `size` plain parameters, prepared."""
+    key = (id(stmt), size)
+    found = _in_lists.get(key)
+    if found is None:
+        slots = [bindparam(name, type_=String) for name in _SLOT_NAMES[:size]]
+
+        def replace(element: Any, **_kw: Any) -> Any:
+            right = getattr(element, "right", None)
+            if (
+                isinstance(element, BinaryExpression)
+                and isinstance(right, BindParameter)
+                and right.key == _IDS.key
+            ):
+                return element.left.in_(slots)
+            return None
+
+        source: ExternallyTraversible = stmt
+        replaced: Any = replacement_traverse(source, {}, replace)
+        found = _in_lists[key] = Prepared(replaced)
+    return found
+
+
 def _rows(session: Session, stmt: Any, tenant_id: str, ids: Iterable[str]) -> Iterator[Any]:
+    """stmt's rows (plain tuples) for every id, in chunks of at most _CHUNK ids."""
+    session.flush()  # the driver's connection sees only what the session has written
+    db = Driver.of(session)
     for chunk in _chunks(sorted(set(ids))):
-        yield from session.execute(stmt, {"tenant_id": tenant_id, "ids": chunk})
+        size = next(s for s in _SLOT_SIZES if s >= len(chunk))
+        params: dict[str, Any] = dict(zip(_SLOT_NAMES[: len(chunk)], chunk, strict=True))
+        for name in _SLOT_NAMES[len(chunk) : size]:
+            params[name] = None
+        params["tenant_id"] = tenant_id
+        yield from db.tuples(_in_list(stmt, size), params)
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -842,7 +884,7 @@ def load_history(
         cuts = [c.created_at if as_of is None else as_of for c in claims]
         since = datetime.fromtimestamp(min(cuts) - 24 * HOUR, UTC)
         until = datetime.fromtimestamp(max(cuts), UTC)
-        rows = session.execute(
+        rows = Driver.of(session).tuples(
             _TENANT_TIMES, {"tenant_id": tenant_id, "since": since, "until": until}
         )
         builder.tenant_ms = [int(r[0]) for r in rows]
@@ -851,11 +893,15 @@ def load_history(
 
 # A batch this large reads the tenant's whole history in a few scans instead of IN-lists.
 SCAN_FROM = 20_000
-_ALL_ORDERS = select(Order.customer_email, Order.id, epoch_ms(Order.purchased_at)).where(
-    Order.tenant_id == _T
+_ALL_ORDERS = Prepared(
+    select(Order.customer_email, Order.id, epoch_ms(Order.purchased_at)).where(
+        Order.tenant_id == _T
+    )
 )
-_ALL_REFUNDS = select(Refund.order_id, epoch_ms(Refund.created_at), Refund.amount_minor).where(
-    Refund.tenant_id == _T, _NOT_CANCELED
+_ALL_REFUNDS = Prepared(
+    select(Refund.order_id, epoch_ms(Refund.created_at), Refund.amount_minor).where(
+        Refund.tenant_id == _T, _NOT_CANCELED
+    )
 )
 _SHARED = (
     select(IdentityKey.key_hash)
@@ -863,7 +909,7 @@ _SHARED = (
     .group_by(IdentityKey.key_hash)
     .having(func.count(func.distinct(IdentityKey.customer_key)) > 1)
 )
-_SHARED_HOLDERS = (
+_SHARED_HOLDERS = Prepared(
     select(
         IdentityKey.key_hash, IdentityKey.customer_key, func.min(epoch_ms(IdentityKey.created_at))
     )
@@ -882,7 +928,9 @@ def scan_history(
     the two differ only for orders stored before identity keys were written.
     """
     params = {"tenant_id": tenant_id}
-    orders = session.execute(_ALL_ORDERS, params).all()
+    session.flush()  # the driver's connection sees only what the session has written
+    db = Driver.of(session)
+    orders = db.tuples(_ALL_ORDERS, params)
     customers: dict[str, int] = {}
     n = len(orders)
     order_customer = np.fromiter(
@@ -890,7 +938,7 @@ def scan_history(
     )
     order_ms = np.fromiter((ms for _e, _o, ms in orders), np.int64, n)
     order_index = {order_id: i for i, (_e, order_id, _m) in enumerate(orders)}
-    refunds = session.execute(_ALL_REFUNDS, params).all()
+    refunds = db.tuples(_ALL_REFUNDS, params)
     m = len(refunds)
     refund_order = np.fromiter((order_index.get(o, -1) for o, _m, _a in refunds), np.int64, m)
     known = refund_order >= 0
@@ -899,7 +947,7 @@ def scan_history(
     refund_amount = np.fromiter((a for _o, _m, a in refunds), np.int64, m)[known]
     refund_customer = order_customer[refund_order]
     key_holders: dict[str, dict[str, int]] = defaultdict(dict)
-    for digest, holder, first in session.execute(_SHARED_HOLDERS, params):
+    for digest, holder, first in db.tuples(_SHARED_HOLDERS, params):
         seen = key_holders[digest]
         if len(seen) < MAX_KEY_FANOUT:
             seen[holder] = int(first)
@@ -912,7 +960,7 @@ def scan_history(
         until = datetime.fromtimestamp(max(cuts), UTC)
         tenant_ms = [
             int(r[0])
-            for r in session.execute(
+            for r in db.tuples(
                 _TENANT_TIMES, {"tenant_id": tenant_id, "since": since, "until": until}
             )
         ]

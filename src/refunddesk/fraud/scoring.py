@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from refunddesk.db.base import table_of
+from refunddesk.db.prepared import Driver, Prepared
 from refunddesk.fraud.features import (
     FEATURE_NAMES,
     SCAN_FROM,
@@ -341,7 +342,7 @@ RISK_COLUMNS = (
     "risk_rules_version",
     "risk_scored_at",
 )
-_UPDATE_RISK = (
+_UPDATE_RISK = Prepared(
     update(table_of(Refund))
     .where(
         table_of(Refund).c.tenant_id == bindparam("t_id"),
@@ -443,7 +444,7 @@ def rescore(
             if claim.risk_level != str(risk.level):
                 result.changed += 1
         if rows:
-            session.execute(_UPDATE_RISK, rows)
+            Driver.of(session).execute_many(_UPDATE_RISK, rows)
         result.refunds += len(rows)
         if progress is not None:
             progress(len(chunk))
