@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -310,7 +311,8 @@ class _Groups:
         return b - a, self.cum[b] - self.cum[a]
 
 
-def _matches(category: str, needles: Iterable[str]) -> bool:
+@lru_cache(maxsize=4096)  # a catalogue has few categories; batches ask about each many times
+def _matches(category: str, needles: tuple[str, ...]) -> bool:
     lowered = category.lower()
     return any(n in lowered for n in needles)
 
