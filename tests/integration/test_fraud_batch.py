@@ -12,6 +12,7 @@ from sqlalchemy import select
 from refunddesk.bootstrap import Container
 from refunddesk.fraud import scoring
 from refunddesk.fraud.features import (
+    FEATURE_NAMES,
     build_matrix,
     load_claims,
     load_history,
@@ -48,10 +49,21 @@ def ring(n: int, device: str = "dev-ring") -> dict[str, Any]:
     }
 
 
-def busy_tenant(container: Container, factory: Factory) -> str:
-    """Repeat customers, a ring sharing a device, customers linked by email pattern."""
+def busy_tenant(container: Container, factory: Factory, *, placed_now: bool = False) -> str:
+    """Repeat customers, a ring sharing a device, customers linked by email pattern.
+
+    placed_now: each order is placed when it is stored (else all on the factory's date, so
+    a refund's history as of its creation holds orders stored after it).
+    """
     tenant = factory.tenant()
     clock = container.clock
+
+    def order(container: Container, tenant_id: str, **overrides: Any) -> str:
+        if placed_now:
+            at = clock.now().isoformat()
+            overrides.update(purchased_at=at, delivered_at=at)
+        return globals()["order"](container, tenant_id, **overrides)
+
     for n in range(1, 5):
         request(
             container, tenant.id, order_id=order(container, tenant.id, **ring(n)), amount_minor=700
@@ -68,6 +80,8 @@ def busy_tenant(container: Container, factory: Factory) -> str:
         request(
             container, tenant.id, order_id=order(container, tenant.id, **pattern), amount_minor=400
         )
+        if placed_now:  # one after the other, as in life: not two at the same instant
+            clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
     return tenant.id
 
 
@@ -88,6 +102,37 @@ def test_the_scan_gives_the_same_features_as_the_indexed_lookups(
         features = build_matrix(claims, indexed, as_of=as_of)
         assert features.values[:, features.names.index("linked_email_accounts")].max() == 1
         assert features.values[:, features.names.index("linked_device_accounts")].max() == 3
+
+
+def test_batch_features_as_of_creation_are_what_intake_computed(
+    container: Container, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intake (prepared lookups, compute_one) and the batch (IN-lists or the scan,
+    compute_matrix) give a refund the same features as of its creation."""
+    seen: dict[str, np.ndarray] = {}
+    original = scoring.intake_features
+
+    def capture(session: Any, *, tenant_id: str, request: Any) -> Any:
+        claim, row, missing = original(session, tenant_id=tenant_id, request=request)
+        seen[request.refund_id] = row[0]
+        return claim, row, missing
+
+    monkeypatch.setattr(scoring, "intake_features", capture)
+    tenant_id = busy_tenant(container, factory, placed_now=True)
+    ids = list(seen)
+    assert len(ids) == 9
+    with container.db.read() as session:
+        claims = load_claims(session, tenant_id=tenant_id, refund_ids=ids)
+        for load in (load_history, scan_history):
+            history = load(session, tenant_id=tenant_id, claims=claims, as_of=None)
+            batch = build_matrix(claims, history).values
+            for i, refund_id in enumerate(ids):
+                differs = {
+                    name: (float(batch[i, j]), float(seen[refund_id][j]))
+                    for j, name in enumerate(FEATURE_NAMES)
+                    if not np.array_equal(batch[i, j], seen[refund_id][j], equal_nan=True)
+                }
+                assert differs == {}, (load.__name__, i, differs)
 
 
 def test_rescoring_sees_a_ring_that_grew_and_leaves_statuses_alone(

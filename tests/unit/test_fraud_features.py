@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
+import numpy as np
 import pytest
 
 from refunddesk.fraud.features import (
@@ -20,6 +22,8 @@ from refunddesk.fraud.features import (
     History,
     HistoryBuilder,
     compute,
+    compute_matrix,
+    compute_one,
     missing_inputs,
 )
 from refunddesk.fraud.linking import LinkKind, OrderIdentity, customer_key, identity_keys, key_hash
@@ -267,3 +271,56 @@ def test_missing_inputs_name_the_signals_not_given() -> None:
         ),
     )
     assert missing_inputs(full) == []
+
+
+def random_case(rng: random.Random) -> tuple[Claim, HistoryBuilder]:
+    """A claim and a history around it: the customer's and linked customers' orders and
+    refunds across the windows' edges, keys shared before and after the claim."""
+    devices = ["dev-1", "dev-2"]
+    email = rng.choice(["eve@example.com", "Eve@Example.com"])
+    c = claim(
+        email=email,
+        counted=rng.random() < 0.5,
+        customer_since=rng.choice([None, T0 - 400 * DAY, T0 + DAY]),
+        delivered_at=rng.choice([None, T0 - 7 * DAY]),
+        reason=rng.choice(["damaged", "not_received"]),
+        keys=identity_keys(OrderIdentity(email=email, device_id=rng.choice(devices))),
+        lines=rng.choice(
+            [[ClaimLine("apparel", 2, 4_000, 300)], [ClaimLine("electronics", 1, 9_000, None)]]
+        ),
+    )
+    edges = [0, 1, 30 * DAY, 90 * DAY, 365 * DAY, 366 * DAY, HOUR, -DAY]
+    b = HistoryBuilder()
+    for _ in range(rng.randrange(12)):
+        at = T0 - rng.choice(edges) + rng.choice([-0.001, 0, 0.001])
+        b.refund(c.email, rng.choice(["O1", "O2", "O3"]), ms(at), rng.randrange(100, 9_000))
+        b.order(c.email, ms(at - DAY))
+    b.refund("other@example.com", "O9", ms(T0 - DAY), 100)
+    own = customer_key(c.email)
+    for n in range(rng.randrange(5)):
+        holder = customer_key(f"h{n}@example.com")
+        device = key_hash(LinkKind.DEVICE, rng.choice(devices))
+        b.holder(device, holder, ms(T0 - rng.choice([-DAY, 0, DAY, 40 * DAY])))
+        b.holder(device, own, ms(T0 - 100 * DAY))
+        b._group(b.holders, holder)
+        for _ in range(rng.randrange(4)):
+            at = T0 - rng.choice(edges)
+            b.holder_refund(holder, ms(at))
+            b.holder_order(holder, ms(at - DAY))
+    if rng.random() < 0.5:
+        b.velocity = (rng.randrange(100), rng.randrange(10))
+    else:
+        b.tenant_ms = [ms(T0 - rng.choice(edges) + rng.random()) for _ in range(rng.randrange(9))]
+    return c, b
+
+
+def test_the_single_claim_path_gives_exactly_the_matrix_features() -> None:
+    rng = random.Random(11)
+    for _ in range(500):
+        c, b = random_case(rng)
+        one = compute_one(c, b)
+        matrix = compute_matrix([c], b.build())
+        assert one.shape == matrix.shape
+        assert np.array_equal(one, matrix, equal_nan=True), dict(
+            zip(FEATURE_NAMES, (one - matrix)[0].tolist(), strict=True)
+        )

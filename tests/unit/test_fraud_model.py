@@ -40,6 +40,15 @@ def test_contributions_add_up_to_the_raw_score(model: LoadedModel) -> None:
     np.testing.assert_allclose(scores, 1 / (1 + np.exp(-raw)), atol=1e-9)
 
 
+def test_one_row_takes_the_single_row_path_to_the_same_contributions(
+    model: LoadedModel,
+) -> None:
+    X, _ = _data(300, seed=4)  # a tenth of the values missing
+    together = model.contributions(X)
+    one_by_one = np.vstack([model.contributions(X[i : i + 1]) for i in range(len(X))])
+    np.testing.assert_array_equal(one_by_one, together)
+
+
 def test_contributions_credit_the_features_that_decide(model: LoadedModel) -> None:
     X, _ = _data(2_000, seed=2)
     spread = np.abs(model.contributions(X)).mean(axis=0)

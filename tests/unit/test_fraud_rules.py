@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from refunddesk.fraud.features import FEATURE_NAMES, INDEX, Claim
 from refunddesk.fraud.linking import OrderIdentity, identity_keys
 from refunddesk.fraud.reasons import RENDER, render
-from refunddesk.fraud.rules import DEFAULT_RULES_DOC, FraudRules, Level, fire
+from refunddesk.fraud.rules import DEFAULT_RULES_DOC, FraudRules, Level, fire, fire_matrix
 from refunddesk.fraud.scoring import Risk, apply_risk, assess, scores_and_contributions
 from refunddesk.policy.document import RefundMethod, Severity, parse_policy
 from refunddesk.policy.engine import Breakdown, Evaluation, PolicyDecision
@@ -329,3 +329,15 @@ def test_a_refund_the_policy_rejects_stays_rejected() -> None:
 
 def test_index_matches_feature_names() -> None:
     assert all(FEATURE_NAMES[i] == n for n, i in INDEX.items())
+
+
+def test_one_row_fires_the_same_rules_as_a_matrix_of_rows() -> None:
+    rng = np.random.default_rng(5)
+    edges = [0.0, 0.2, 0.5, 0.95, 1.0, 2.0, 3.0, 4.0, 5.0, math.nan]
+    X = rng.choice(edges, size=(400, len(FEATURE_NAMES)))
+    keys = [claim().keys] * len(X)
+    together, _ = fire_matrix(DEFAULT_RULES_DOC, X, keys)
+    assert any(together)
+    for i in range(len(X)):
+        alone, _ = fire_matrix(DEFAULT_RULES_DOC, X[i : i + 1], keys[:1])
+        assert alone == [together[i]]

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import insert
@@ -130,6 +131,7 @@ def key_hash(kind: LinkKind, value: str) -> str:
     return hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=16).hexdigest()
 
 
+@lru_cache(maxsize=65_536)  # batches hash the same customers' emails again and again
 def customer_key(email: str) -> str:
     """Who placed an order, as linking counts customers: the lower-cased email, hashed."""
     return hashlib.blake2b(f"customer:{email.strip().lower()}".encode(), digest_size=16).hexdigest()

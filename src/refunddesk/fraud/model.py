@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
+from lightgbm.basic import _c_str, _safe_call
 
 FloatArray = npt.NDArray[np.float64]
+_LIB: Any = vars(lgb.basic)["_LIB"]  # LightGBM's C library: no wrapper for single-row calls
 
 # Small trees: the score is as good on the simulator as with deeper ones, and per-feature
 # contributions (TreeSHAP, cost ~ trees x leaves x depth^2) stay cheap enough for intake.
@@ -38,6 +42,32 @@ EARLY_STOPPING = 30
 # check of the column count, which predict() verifies once in Python instead.
 _PREDICT: dict[str, Any] = {"num_threads": 1, "predict_disable_shape_check": True}
 _GATHER_ROWS = 256  # rows per gather of path shares: [rows, trees, features] stays small
+
+
+class _SingleRow:
+    """LightGBM's prepared single-row prediction of leaf indices (a C handle, freed with
+    this object). LightGBM serialises calls on one booster, so threads may share it."""
+
+    _LEAF_INDEX = 2  # C_API_PREDICT_LEAF_INDEX
+    _FLOAT64 = 1  # C_API_DTYPE_FLOAT64
+
+    def __init__(self, booster: lgb.Booster, columns: int) -> None:
+        self.booster = booster  # the handle must not outlive it
+        self.trees = booster.num_trees()
+        self.handle = ctypes.c_void_p()
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(self._LEAF_INDEX),
+                ctypes.c_int(0),
+                ctypes.c_int(-1),
+                ctypes.c_int(self._FLOAT64),
+                ctypes.c_int32(columns),
+                _c_str("num_threads=1"),
+                ctypes.byref(self.handle),
+            )
+        )
+        weakref.finalize(self, _LIB.LGBM_FastConfigFree, self.handle)
 
 
 @dataclass(frozen=True)
@@ -97,6 +127,9 @@ class LoadedModel:
         if array.shape[0] == 0:
             return np.zeros((0, k))
         table, offsets, _ = self._paths
+        if array.shape[0] == 1:  # intake: one row, without predict()'s per-call setup
+            one = table[self._leaves_of_one(array[0]) + offsets].sum(axis=0)
+            return np.asarray(one, dtype=np.float64).reshape(1, k)
         leaves = np.asarray(self.booster.predict(array, pred_leaf=True, **_PREDICT), dtype=np.intp)
         leaves = leaves.reshape(array.shape[0], -1) + offsets
         out = np.empty((array.shape[0], k), dtype=np.float64)
@@ -104,6 +137,27 @@ class LoadedModel:
             rows = leaves[start : start + _GATHER_ROWS]
             out[start : start + len(rows)] = table[rows].sum(axis=1)
         return out
+
+    def _leaves_of_one(self, row: FloatArray) -> npt.NDArray[np.intp]:
+        """The leaf each tree puts one row in, by LightGBM's single-row fast path (about
+        12 us against 55 us for predict(pred_leaf=True) on one row; the same trees)."""
+        fast = self._single_row
+        data = np.ascontiguousarray(row, dtype=np.float64)
+        out = np.empty(fast.trees, dtype=np.float64)
+        length = ctypes.c_int64()
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFast(
+                fast.handle,
+                data.ctypes.data_as(ctypes.c_void_p),
+                ctypes.byref(length),
+                out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+            )
+        )
+        return out.astype(np.intp)
+
+    @cached_property
+    def _single_row(self) -> _SingleRow:
+        return _SingleRow(self.booster, len(self.feature_names))
 
     @property
     def bias(self) -> float:

@@ -21,8 +21,24 @@ class IdentityKey(Base):
     __tablename__ = "fraud_identity_keys"
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"]),
-        Index("ix_fraud_identity_keys_tenant_order", "tenant_id", "order_id"),
-        Index("ix_fraud_identity_keys_tenant_customer", "tenant_id", "customer_key"),
+        # Covering what scoring reads, so no lookup touches a table row: an order's keys
+        # (batch claims), a customer's orders (linked customers' history) ...
+        Index("ix_fraud_identity_keys_tenant_order", "tenant_id", "order_id", "key_hash", "kind"),
+        Index(
+            "ix_fraud_identity_keys_tenant_customer",
+            "tenant_id",
+            "customer_key",
+            "order_id",
+            "created_at",
+        ),
+        # ... and a key's holders with when each first held it, in GROUP BY order (intake).
+        Index(
+            "ix_fraud_identity_keys_tenant_key_holder",
+            "tenant_id",
+            "key_hash",
+            "customer_key",
+            "created_at",
+        ),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(26), primary_key=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 from refunddesk.core.errors import InvalidCurrency
 from refunddesk.core.money import Money
@@ -26,10 +27,15 @@ def _pct(value: float) -> str:
 
 
 def _money(value: float, currency: str) -> str:
+    return _format_money(round(value), currency)
+
+
+@lru_cache(maxsize=65_536)  # batch rescoring says the same amounts many times
+def _format_money(minor: int, currency: str) -> str:
     try:
-        return Money(round(value), currency).format()
+        return Money(minor, currency).format()
     except InvalidCurrency:
-        return f"{round(value)} {currency} minor units"
+        return f"{minor} {currency} minor units"
 
 
 def _count(name: str, text: Callable[[int], str], *, at_least: int = 1) -> Render:

@@ -253,6 +253,11 @@ def fire_matrix(
                 hits[i].append(
                     Hit("block_listed", Level.HIGH, f"the {blocked} is on the block list")
                 )
+    if n == 1:  # intake: fires() on the row, cheaper than masks over a one-row matrix
+        values = dict(zip(FEATURE_NAMES, X[0].tolist(), strict=True))
+        if not allowed[0]:
+            hits[0].extend(Hit(r.code, r.level, r.message) for r in rules.rules if r.fires(values))
+        return hits, allowed
     for rule in rules.rules:
         for i in np.flatnonzero(rule.mask(X)).tolist():
             if not allowed[i]:

@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from refunddesk.db.base import table_of
+from refunddesk.db.prepared import Driver, Prepared
 from refunddesk.fraud.features import (
     FEATURE_NAMES,
     SCAN_FROM,
@@ -138,12 +139,12 @@ def _rule_message(hit: Hit, rules: FraudRules, values: Mapping[str, float], curr
 
 def explain(
     values: Mapping[str, float],
-    contributions: npt.NDArray[np.float64] | None,
+    contributions: npt.NDArray[np.float64] | Sequence[float] | None,
     hits: Sequence[Hit],
     rules: FraudRules,
     currency: str,
     *,
-    top: npt.NDArray[np.int_] | None = None,
+    top: npt.NDArray[np.int_] | Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Reasons, strongest first: fired rules, then the features that pushed the score up most,
     each said only when its value on this refund supports the sentence."""
@@ -157,10 +158,10 @@ def explain(
         covered.update(rule_features(rules, hit.code))
     if contributions is None:
         return reasons
-    order = top if top is not None else np.argsort(-contributions)
+    order = list(top) if top is not None else np.argsort(-np.asarray(contributions)).tolist()
     added = 0
-    for j in order.tolist():
-        weight = float(contributions[j])
+    for j in order:
+        weight = float(contributions[j])  # a list or an array
         if weight < MIN_CONTRIBUTION or added >= MAX_MODEL_REASONS:
             break
         name = FEATURE_NAMES[j]
@@ -228,19 +229,23 @@ def assess(
     else:
         scores, contrib = np.full(len(claims), np.nan), None
     hits, allowed = fire_matrix(rules, values, [c.keys for c in claims])
-    order = np.argsort(-contrib, axis=1)[:, :12] if contrib is not None else None
+    # Whole-matrix conversions to lists once: numpy's per-element access costs more per row.
+    order = np.argsort(-contrib, axis=1)[:, :12].tolist() if contrib is not None else None
+    contrib_rows = contrib.tolist() if contrib is not None else None
+    rows = values.tolist()
+    score_list = scores.tolist()
     version = None if model is None else model.version
     out: list[Risk] = []
     for i in range(len(claims)):
-        named = dict(zip(FEATURE_NAMES, values[i].tolist(), strict=True))
-        score = None if model is None else float(scores[i])
+        named = dict(zip(FEATURE_NAMES, rows[i], strict=True))
+        score = None if model is None else score_list[i]
         level = Level.LOW
         if not allowed[i]:
             if model is not None and score is not None:
                 level = _level_of(score, model, rules)
             for hit in hits[i]:
                 level = higher(level, hit.level)
-        row_contrib = None if contrib is None or allowed[i] else contrib[i]
+        row_contrib = None if contrib_rows is None or allowed[i] else contrib_rows[i]
         top = None if order is None else order[i]
         out.append(
             Risk(
@@ -341,7 +346,7 @@ RISK_COLUMNS = (
     "risk_rules_version",
     "risk_scored_at",
 )
-_UPDATE_RISK = (
+_UPDATE_RISK = Prepared(
     update(table_of(Refund))
     .where(
         table_of(Refund).c.tenant_id == bindparam("t_id"),
@@ -443,7 +448,7 @@ def rescore(
             if claim.risk_level != str(risk.level):
                 result.changed += 1
         if rows:
-            session.execute(_UPDATE_RISK, rows)
+            Driver.of(session).execute_many(_UPDATE_RISK, rows)
         result.refunds += len(rows)
         if progress is not None:
             progress(len(chunk))
