@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from ulid import ULID
@@ -112,3 +114,25 @@ def test_backoff_jitter_spreads_a_burst_of_failures() -> None:
     rng = random.Random(3)
     delays = {backoff(5, base=2.0, cap=3600.0, rng=rng) for _ in range(100)}
     assert len(delays) > 90
+
+
+def test_threads_and_a_forked_child_never_draw_the_same_random_bits() -> None:
+    # Random bits are read ahead per thread; a child must not replay its parent's buffer.
+    new_id()  # this thread's buffer is filled
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.close(read)
+        os.write(write, "".join(new_id() for _ in range(20)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    parent = [new_id() for _ in range(20)]
+    child_ids = [child[i : i + 26] for i in range(0, len(child), 26)]
+    assert len(child_ids) == 20
+    with ThreadPoolExecutor(8) as pool:
+        threaded = list(pool.map(lambda _: new_id(), range(4000)))
+    randoms = [ULID.from_str(v).bytes[6:] for v in parent + child_ids + threaded]
+    assert len(set(randoms)) == len(randoms)
