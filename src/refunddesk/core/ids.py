@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import time
 
@@ -58,8 +57,12 @@ def new_id() -> str:
 
 def new_reference(prefix: str = "RF") -> str:
     """A short random human reference such as ``RF-7K2M9QXA`` (40 bits of randomness)."""
-    body = "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    bits = _random80() >> 40  # 8 characters of 5 bits, from the same buffered random bits
+    body = "".join([_REFERENCE_ALPHABET[(bits >> s) & 31] for s in _REFERENCE_SHIFTS])
     return f"{prefix}-{body}"
+
+
+_REFERENCE_SHIFTS = tuple(range(5 * (REFERENCE_LENGTH - 1), -5, -5))
 
 
 def normalize_reference(text: str) -> str:

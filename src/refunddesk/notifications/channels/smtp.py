@@ -6,7 +6,6 @@ over a few sessions on threads of the sender's own, which overlap their waits as
 
 from __future__ import annotations
 
-import secrets
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from email.policy import Compat32
 from email.utils import formataddr, formatdate
 from typing import Any
 
+from refunddesk.core.ids import new_id
 from refunddesk.notifications.channels.base import OutgoingEmail, SendFailed, Sent
 
 # A batch opens another session per this many messages, up to the sender's connections.
@@ -94,7 +94,7 @@ class SmtpSender:
         """
         # A boundary of our own: the generator would otherwise compile a regular expression
         # per message to check its random one. "=_" never occurs in quoted-printable text.
-        msg = MIMEMultipart("alternative", boundary=f"=_{secrets.token_hex(12)}", policy=_POLICY)
+        msg = MIMEMultipart("alternative", boundary=f"=_{new_id()}", policy=_POLICY)
         msg["From"] = formataddr((_one_line(email.sender_name), self.sender))
         msg["To"] = _one_line(email.to)
         msg["Subject"] = _one_line(email.subject)
