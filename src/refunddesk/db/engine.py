@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -18,6 +19,16 @@ SQLITE_MIN_POOL = 64
 ANALYSIS_LIMIT = 1000
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# JSON columns (events' data, SLA clocks, policies' findings) through orjson: several values
+# per refund on every hot path, at a fifth of the json module's cost. Keys that are not
+# strings are written as strings, as json.dumps writes them.
+JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
+
+
 def make_engine(settings: Settings) -> Engine:
     """Create the engine for settings.database_url with the pragmas and hooks we rely on."""
     url = settings.database_url
@@ -28,6 +39,7 @@ def make_engine(settings: Settings) -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
+        **JSON_CODEC,
     )
 
 
@@ -41,6 +53,7 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         connect_args={"check_same_thread": False, "timeout": 30},
         pool_size=size,
         max_overflow=size,
+        **JSON_CODEC,
     )
     synchronous = settings.sqlite_synchronous
 
