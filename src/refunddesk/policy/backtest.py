@@ -201,7 +201,7 @@ def backtest(
     )
     if since is not None:
         query = query.where(Refund.created_at >= since)
-    rows = [(refund, email) for refund, email in session.execute(query).tuples()]
+    rows = [(refund, email) for refund, email in session.execute(query)]
     result = BacktestResult(tenant_id=tenant_id, policy_name=policy.name, since=since)
     first = _first_decisions(session, tenant_id, [r.id for r, _ in rows])
     by_order: dict[str, list[Refund]] = defaultdict(list)
