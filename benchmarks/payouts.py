@@ -157,7 +157,12 @@ def _pg_database(base: str, name: str, template: str | None = None) -> Iterator[
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and all its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _stat_cpu(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _stat_cpu(stat: str) -> float:
+    """User + system CPU seconds from the text of a /proc/<pid>/stat file."""
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
@@ -170,8 +175,7 @@ def _postgres_cpu() -> dict[int, float]:
         except OSError:  # gone since the listing
             continue
         if text.split(" (", 1)[1].startswith("postgres)"):
-            fields = text.rsplit(")", 1)[1].split()
-            found[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+            found[int(stat.parent.name)] = _stat_cpu(text)
     return found
 
 

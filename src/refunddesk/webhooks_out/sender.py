@@ -132,19 +132,7 @@ class DeliveryHandler:
                 )
             )
         }
-        endpoint_keys = {(d.tenant_id, d.endpoint_id) for d in deliveries.values()}
-        endpoints = (
-            {
-                (e.tenant_id, e.id): e
-                for e in session.scalars(
-                    select(WebhookEndpoint).where(
-                        pairs_in(WebhookEndpoint.tenant_id, WebhookEndpoint.id, endpoint_keys)
-                    )
-                )
-            }
-            if endpoint_keys
-            else {}
-        )
+        endpoints = _endpoints(session, {(d.tenant_id, d.endpoint_id) for d in deliveries.values()})
         now = self.clock.now()
         requests = []
         skipped = []
@@ -226,15 +214,9 @@ class DeliveryHandler:
                 )
             )
         }
-        endpoint_keys = {(r.request.tenant_id, r.request.endpoint_id) for r in results}
-        endpoints = {
-            (e.tenant_id, e.id): e
-            for e in session.scalars(
-                select(WebhookEndpoint).where(
-                    pairs_in(WebhookEndpoint.tenant_id, WebhookEndpoint.id, endpoint_keys)
-                )
-            )
-        }
+        endpoints = _endpoints(
+            session, {(r.request.tenant_id, r.request.endpoint_id) for r in results}
+        )
         now = self.clock.now()
         attempts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -392,6 +374,18 @@ _UPDATE_DELIVERY = Prepared(
     ),
     keys=["last_status_code", "last_error", "updated_at", "status"],
 )
+
+
+def _endpoints(
+    session: Session, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], WebhookEndpoint]:
+    """The endpoints with these (tenant_id, id) keys, by key."""
+    if not keys:
+        return {}
+    found = session.scalars(
+        select(WebhookEndpoint).where(pairs_in(WebhookEndpoint.tenant_id, WebhookEndpoint.id, keys))
+    )
+    return {(e.tenant_id, e.id): e for e in found}
 
 
 def _signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> tuple[str, ...]:
